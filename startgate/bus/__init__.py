@@ -1,0 +1,1 @@
+"""The message bus: topic scheme, versioned message models and the MQTT adapter."""

@@ -1,0 +1,1 @@
+"""The coordinator service: adapters (Proxmox, probes, leader lock, systemd) and the service loop."""

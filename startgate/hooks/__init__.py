@@ -1,0 +1,1 @@
+"""What runs on every node: the hookscript entry and the node agent."""
