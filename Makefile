@@ -28,7 +28,7 @@ demo: venv
 	$(VENV)/bin/startgate demo
 
 bench: venv
-	$(PY) bench/run.py
+	$(PY) -m bench.run
 
 soak: venv
 	$(PY) -m startgate.sim.soak --minutes $${SOAK_MINUTES:-5}
