@@ -52,6 +52,10 @@ class PublishTimeoutError(BusError):
     """A publish was not acknowledged within its deadline."""
 
 
+class BrokerProcessError(BusError):
+    """A local mosquitto child (demo, simulator, tests) could not be found, started or configured."""
+
+
 class GuestConfigError(StartgateError):
     """A Proxmox guest config file is missing or cannot be parsed."""
 

@@ -1,0 +1,188 @@
+"""What the publisher and the subscribers share: building a paho client, PUBACK tracking, and the
+translation of paho's reason codes into startgate's errors.
+
+Callbacks run on paho's network thread, so they only record state and enqueue; `guard` makes
+sure an exception in one is logged and swallowed, never allowed to end that thread.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import ssl
+import threading
+from collections.abc import Callable
+from typing import Any, Literal, ParamSpec, cast
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from startgate.bus.values import BrokerAddress, ClientSettings, Will
+from startgate.errors import (
+    BrokerUnavailableError,
+    BusError,
+    MessageError,
+    NotAuthorizedError,
+    TopicError,
+)
+
+log = logging.getLogger("startgate.bus.mqtt")
+_paho_log = logging.getLogger("startgate.bus.paho")
+
+Clock = Callable[[], float]
+P = ParamSpec("P")
+
+V5 = MQTTProtocolVersion.MQTTv5
+V311 = MQTTProtocolVersion.MQTTv311
+UNSUPPORTED_PROTOCOL = 132  # CONNACK; paho also maps a 3.1.1 broker's "unacceptable protocol" to it
+_AUTH_REFUSED = {134, 135}  # CONNACK/PUBACK/SUBACK: bad user name or password, not authorized
+MAX_PAYLOAD = 268_435_455  # MQTT's remaining-length limit
+
+
+def guard(fn: Callable[P, None]) -> Callable[P, None]:
+    """Wrap a paho callback: log any exception instead of letting it end the network thread."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            fn(*args, **kwargs)
+        except Exception:
+            log.exception("MQTT callback %s failed (ignored, the link stays up)", fn.__name__)
+
+    return wrapper
+
+
+def protocol_name(protocol: MQTTProtocolVersion) -> Literal["5", "3.1.1"]:
+    return "5" if protocol == V5 else "3.1.1"
+
+
+def refusal(reason: ReasonCode, what: str) -> BusError:
+    """The startgate error for a failed CONNACK/PUBACK/SUBACK reason code."""
+    if reason.value in _AUTH_REFUSED:
+        return NotAuthorizedError(f"{what}: {reason}")
+    return BrokerUnavailableError(f"{what}: {reason}")
+
+
+def _ssl_context(settings: ClientSettings, url: str) -> ssl.SSLContext:
+    try:
+        ctx = ssl.create_default_context(cafile=str(settings.tls_ca) if settings.tls_ca else None)
+        if settings.tls_cert and settings.tls_key:
+            ctx.load_cert_chain(str(settings.tls_cert), str(settings.tls_key))
+    except (OSError, ValueError) as exc:
+        files = ", ".join(str(p) for p in (settings.tls_ca, settings.tls_cert, settings.tls_key) if p)
+        raise BrokerUnavailableError(f"{url}: cannot load TLS files ({files}): {exc}") from None
+    return ctx
+
+
+def new_client(
+    addr: BrokerAddress,
+    settings: ClientSettings,
+    client_id: str,
+    protocol: MQTTProtocolVersion,
+    *,
+    persistent: bool,
+    reconnect: bool,
+    will: Will | None = None,
+) -> paho.Client:
+    """A configured paho client (not yet connected)."""
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        clean_session=None if protocol == V5 else not persistent,
+        protocol=protocol,
+        transport=addr.transport,
+        reconnect_on_failure=reconnect,
+    )
+    client.enable_logger(_paho_log)
+    client.connect_timeout = settings.connect_timeout_s
+    # paho annotates the delays as int but only multiplies and sleeps with them; tests use 0.05 s.
+    client.reconnect_delay_set(cast(int, settings.reconnect_min_s), cast(int, settings.reconnect_max_s))
+    if settings.username:
+        client.username_pw_set(settings.username, settings.password)
+    if addr.tls:
+        client.tls_set_context(_ssl_context(settings, addr.url))
+    if will is not None:
+        client.will_set(will.topic, will.payload, qos=1, retain=will.retain)
+    return client
+
+
+def connect_args(
+    protocol: MQTTProtocolVersion, settings: ClientSettings, *, persistent: bool
+) -> dict[str, Any]:
+    """clean_start/properties for connect(): a v5 session persists only with an expiry interval."""
+    if protocol != V5:
+        return {"keepalive": settings.keepalive_s}
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # - paho leaves __init__ unannotated
+    if persistent:
+        props.SessionExpiryInterval = settings.session_expiry_s
+    return {"keepalive": settings.keepalive_s, "clean_start": not persistent, "properties": props}
+
+
+def check_publish_args(topic: str, payload: bytes) -> None:
+    if not topic or "+" in topic or "#" in topic or "\0" in topic:
+        raise TopicError(f"cannot publish to topic {topic!r}: empty, wildcard or NUL")
+    if len(payload) > MAX_PAYLOAD:
+        raise MessageError(f"payload for {topic} is {len(payload)} bytes, over MQTT's limit")
+
+
+class Acks:
+    """PUBACKs by message id, recorded on the network thread and awaited by publishers."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._done: dict[int, ReasonCode] = {}
+        self._abandoned: set[int] = set()
+        self._drops = 0
+
+    def acked(self, mid: int, reason: ReasonCode) -> None:
+        with self._cond:
+            if mid in self._abandoned:
+                self._abandoned.discard(mid)
+                return
+            self._done[mid] = reason
+            self._cond.notify_all()
+
+    def link_down(self) -> None:
+        with self._cond:
+            self._drops += 1
+            self._cond.notify_all()
+
+    def wait(self, mid: int, deadline: float, *, stop_on_drop: bool) -> ReasonCode | None:
+        """The PUBACK's reason code, or None at the deadline (or when the link drops, if asked)."""
+        with self._cond:
+            drops = self._drops
+            while mid not in self._done:
+                remaining = deadline - self._clock()
+                if remaining <= 0 or (stop_on_drop and self._drops != drops):
+                    self._abandoned.add(mid)
+                    return None
+                self._cond.wait(min(remaining, 0.5))
+            return self._done.pop(mid)
+
+
+def publish_and_wait(
+    client: paho.Client,
+    acks: Acks,
+    *,
+    url: str,
+    topic: str,
+    payload: bytes,
+    retain: bool,
+    deadline: float,
+    stop_on_drop: bool,
+) -> ReasonCode | None:
+    """Send one QoS 1 message and wait for its PUBACK; None when none came (timeout or drop)."""
+    try:
+        info = client.publish(topic, payload, qos=1, retain=retain)
+    except ValueError as exc:
+        raise TopicError(f"cannot publish to {topic!r} on {url}: {exc}") from None
+    if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+        raise BusError(f"publish to {topic} on {url} failed: {paho.error_string(info.rc)}")
+    reason = acks.wait(info.mid, deadline, stop_on_drop=stop_on_drop)
+    if reason is not None and reason.is_failure:
+        raise refusal(reason, f"{url} refused the publish to {topic}")
+    return reason
