@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
+from typing import Literal
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import MQTTProtocolVersion
@@ -29,6 +30,7 @@ from startgate.bus.mqtt._paho import (
     guard,
     log,
     new_client,
+    protocol_name,
     publish_and_wait,
     refusal,
 )
@@ -146,6 +148,12 @@ class Publisher:
         """The URL of the broker currently connected, if any."""
         link = self._link
         return link.addr.url if link is not None and link.alive else None
+
+    @property
+    def protocol(self) -> Literal["5", "3.1.1"] | None:
+        """The MQTT version of the current connection, if any."""
+        link = self._link
+        return protocol_name(link.protocol) if link is not None and link.alive else None
 
     def connect(self, timeout: float = 5.0) -> str:
         """Connect now (publish() also does it on demand); returns the URL of the broker that answered."""
