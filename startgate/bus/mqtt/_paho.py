@@ -32,6 +32,16 @@ from startgate.errors import (
 log = logging.getLogger("startgate.bus.mqtt")
 _paho_log = logging.getLogger("startgate.bus.paho")
 
+
+def _demote_noise(record: logging.LogRecord) -> bool:
+    # paho 2.2 runs its loop once more after a clean disconnect and logs that as an ERROR.
+    if record.levelno == logging.ERROR and str(record.msg).startswith("Client is not connected"):
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+    return True
+
+
+_paho_log.addFilter(_demote_noise)
+
 Clock = Callable[[], float]
 P = ParamSpec("P")
 

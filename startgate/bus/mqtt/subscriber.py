@@ -102,10 +102,11 @@ class Subscriber:
         with self._lock:
             if self._client is not None or self._stopping:
                 return self
-            self._client = self._launch()
+            self._launch()
         return self
 
-    def _launch(self) -> paho.Client:
+    def _launch(self) -> None:
+        # Called with the lock held; the client is current before its thread can call back.
         client = new_client(
             self.address,
             self.settings,
@@ -126,8 +127,8 @@ class Subscriber:
             self.address.port or 1883,
             **connect_args(self._protocol, self.settings, persistent=True),
         )
+        self._client = client
         client.loop_start()
-        return client
 
     def wait_ready(self, timeout: float) -> None:
         """Wait until connected and subscribed; raise the last refusal or BrokerUnavailableError."""
@@ -231,7 +232,7 @@ class Subscriber:
         old.loop_stop()
         with self._lock:
             if not self._stopping and self._client is old:
-                self._client = self._launch()
+                self._launch()
 
     @guard
     def _on_connect_fail(self, client: paho.Client, _u: object) -> None:
