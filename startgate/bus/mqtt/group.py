@@ -51,6 +51,7 @@ class SubscriberGroup:
         topics: Sequence[str] = (),
         will: Will | None = None,
         counters: Counters | None = None,
+        persistent: bool = True,
         clock: Clock = time.monotonic,
     ) -> None:
         if not brokers:
@@ -66,6 +67,7 @@ class SubscriberGroup:
                 will=will,
                 inbox=self.inbox,
                 counters=self.counters,
+                persistent=persistent,
                 clock=clock,
             )
             for b in brokers
@@ -154,6 +156,7 @@ def subscribers_from_config(
     topics: Sequence[str],
     will: Will | None = None,
     counters: Counters | None = None,
+    persistent: bool = True,
     clock: Clock = time.monotonic,
     **overrides: Any,
 ) -> SubscriberGroup:
@@ -165,5 +168,6 @@ def subscribers_from_config(
         topics=topics,
         will=will,
         counters=counters,
+        persistent=persistent,
         clock=clock,
     )

@@ -40,6 +40,9 @@ from startgate.errors import BrokerUnavailableError, BusError, NotAuthorizedErro
 class Subscriber:
     """A long-lived client of one broker: persistent session, QoS 1 subscriptions, Last Will, reconnects.
 
+    `persistent=False` asks for a clean session instead (a CLI that watches for a moment must not
+    leave a session behind for the broker to queue messages into).
+
     `start()` never blocks and never fails because the broker is down: paho's network thread
     keeps trying with exponential backoff. Messages and `LinkUp` notices land in `inbox`.
     """
@@ -54,6 +57,7 @@ class Subscriber:
         will: Will | None = None,
         inbox: queue.Queue[Inbound] | None = None,
         counters: Counters | None = None,
+        persistent: bool = True,
         clock: Clock = time.monotonic,
     ) -> None:
         if not client_id:
@@ -63,6 +67,7 @@ class Subscriber:
         self.client_id = client_id
         self.topics = tuple(topics)
         self.will = will
+        self.persistent = persistent
         self.inbox: queue.Queue[Inbound] = inbox if inbox is not None else queue.Queue()
         self.counters = counters if counters is not None else Counters()
         self._clock = clock
@@ -112,7 +117,7 @@ class Subscriber:
             self.settings,
             self.client_id,
             self._protocol,
-            persistent=True,
+            persistent=self.persistent,
             reconnect=True,
             will=self.will,
         )
@@ -125,7 +130,7 @@ class Subscriber:
         client.connect_async(
             self.address.host,
             self.address.port or 1883,
-            **connect_args(self._protocol, self.settings, persistent=True),
+            **connect_args(self._protocol, self.settings, persistent=self.persistent),
         )
         self._client = client
         client.loop_start()
