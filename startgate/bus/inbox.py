@@ -45,13 +45,19 @@ class Invalid:
     size: int
 
 
+def _printable(text: str) -> str:
+    """`text` with control characters escaped, so a hostile payload cannot drive a terminal or log."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def validate(topics: Topics, raw: Message) -> Received | Invalid:
     """Decode one raw message; never raises (an unexpected decoder error is an Invalid too)."""
     try:
         decoded = messages.decode(topics, raw.topic, raw.payload)
     except Exception as exc:  # noqa: BLE001 - a bad message must never stop a process
         reason = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
-        return Invalid(raw.topic[:_DETAIL], reason[:_DETAIL], raw.retain, raw.broker, len(raw.payload))
+        topic, reason = _printable(raw.topic[:_DETAIL]), _printable(reason[: _DETAIL * 2])[:_DETAIL]
+        return Invalid(topic, reason, raw.retain, raw.broker, len(raw.payload))
     return Received(raw.topic, decoded, raw.retain, raw.broker)
 
 

@@ -91,7 +91,8 @@ class SubscriberGroup:
             if any(s.ready for s in self.subscribers):
                 return
             pause.wait(0.02)
-        raise BrokerUnavailableError(f"none of {len(self.subscribers)} brokers ready after {timeout:.1f}s")
+        why = "; ".join(f"{s.url}: {s.last_error or 'no answer'}" for s in self.subscribers)
+        raise BrokerUnavailableError(f"no broker ready after {timeout:.1f}s ({why})")
 
     def get(self, timeout: float | None = None) -> Inbound | None:
         """The next message or LinkUp notice from any broker, or None after `timeout` seconds."""
