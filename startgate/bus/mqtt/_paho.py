@@ -11,6 +11,7 @@ import functools
 import logging
 import ssl
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Literal, ParamSpec, cast
 
@@ -44,6 +45,7 @@ _paho_log.addFilter(_demote_noise)
 
 Clock = Callable[[], float]
 P = ParamSpec("P")
+Outcome = ReasonCode | Literal["timeout", "dropped"]
 
 V5 = MQTTProtocolVersion.MQTTv5
 V311 = MQTTProtocolVersion.MQTTv311
@@ -66,6 +68,7 @@ def guard(fn: Callable[P, None]) -> Callable[P, None]:
 
 
 def protocol_name(protocol: MQTTProtocolVersion) -> Literal["5", "3.1.1"]:
+    """The MQTT version as config spells it."""
     return "5" if protocol == V5 else "3.1.1"
 
 
@@ -132,6 +135,7 @@ def connect_args(
 
 
 def check_publish_args(topic: str, payload: bytes) -> None:
+    """Refuse a topic or payload no broker would take, before anything is sent."""
     if not topic or "+" in topic or "#" in topic or "\0" in topic:
         raise TopicError(f"cannot publish to topic {topic!r}: empty, wildcard or NUL")
     if len(payload) > MAX_PAYLOAD:
@@ -139,39 +143,58 @@ def check_publish_args(topic: str, payload: bytes) -> None:
 
 
 class Acks:
-    """PUBACKs by message id, recorded on the network thread and awaited by publishers."""
+    """PUBACK reason codes by message id, recorded on the network thread and awaited by publishers.
+
+    Completion is judged by paho's own per-message `is_published()`, so a reused message id can
+    never be mistaken for another; the reason codes are kept in a bounded map for the waiter.
+    """
+
+    _KEEP = 1024  # reason codes of publishes nobody waits for any more are evicted oldest first
 
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
         self._cond = threading.Condition()
-        self._done: dict[int, ReasonCode] = {}
-        self._abandoned: set[int] = set()
+        self._reasons: OrderedDict[int, ReasonCode] = OrderedDict()
         self._drops = 0
 
-    def acked(self, mid: int, reason: ReasonCode) -> None:
+    @property
+    def drops(self) -> int:
+        """How many times the link went down so far."""
         with self._cond:
-            if mid in self._abandoned:
-                self._abandoned.discard(mid)
-                return
-            self._done[mid] = reason
+            return self._drops
+
+    def acked(self, mid: int, reason: ReasonCode) -> None:
+        """Record a PUBACK (network thread)."""
+        with self._cond:
+            self._reasons[mid] = reason
+            self._reasons.move_to_end(mid)
+            while len(self._reasons) > self._KEEP:
+                self._reasons.popitem(last=False)
             self._cond.notify_all()
 
     def link_down(self) -> None:
+        """Wake the waiters: the link went down (network thread)."""
         with self._cond:
             self._drops += 1
             self._cond.notify_all()
 
-    def wait(self, mid: int, deadline: float, *, stop_on_drop: bool) -> ReasonCode | None:
-        """The PUBACK's reason code, or None at the deadline (or when the link drops, if asked)."""
+    def wait(self, info: paho.MQTTMessageInfo, deadline: float, drops_before: int | None) -> Outcome:
+        """The PUBACK's reason code, "timeout" at the deadline, or "dropped" when the link went
+        down after `drops_before` (None: keep waiting, paho re-sends after reconnecting)."""
         with self._cond:
-            drops = self._drops
-            while mid not in self._done:
+            while True:
+                if info.mid in self._reasons:
+                    if info.is_published():
+                        return self._reasons.pop(info.mid)
+                    # on_publish runs just before paho marks the message published: a moment more.
+                    self._cond.wait(0.002)
+                    continue
                 remaining = deadline - self._clock()
-                if remaining <= 0 or (stop_on_drop and self._drops != drops):
-                    self._abandoned.add(mid)
-                    return None
+                if remaining <= 0:
+                    return "timeout"
+                if drops_before is not None and self._drops != drops_before:
+                    return "dropped"
                 self._cond.wait(min(remaining, 0.5))
-            return self._done.pop(mid)
 
 
 def publish_and_wait(
@@ -184,15 +207,18 @@ def publish_and_wait(
     retain: bool,
     deadline: float,
     stop_on_drop: bool,
-) -> ReasonCode | None:
-    """Send one QoS 1 message and wait for its PUBACK; None when none came (timeout or drop)."""
+) -> Outcome:
+    """Send one QoS 1 message and wait for its PUBACK (a refusal raises); see `Acks.wait`."""
+    drops_before = acks.drops if stop_on_drop else None
     try:
         info = client.publish(topic, payload, qos=1, retain=retain)
     except ValueError as exc:
         raise TopicError(f"cannot publish to {topic!r} on {url}: {exc}") from None
-    if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+    if info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN:
+        return "dropped"  # queued inside paho, sent if the link comes back: at least once
+    if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
         raise BusError(f"publish to {topic} on {url} failed: {paho.error_string(info.rc)}")
-    reason = acks.wait(info.mid, deadline, stop_on_drop=stop_on_drop)
-    if reason is not None and reason.is_failure:
-        raise refusal(reason, f"{url} refused the publish to {topic}")
-    return reason
+    outcome = acks.wait(info, deadline, drops_before)
+    if isinstance(outcome, ReasonCode) and outcome.is_failure:
+        raise refusal(outcome, f"{url} refused the publish to {topic}")
+    return outcome

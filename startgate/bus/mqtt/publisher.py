@@ -25,6 +25,7 @@ from startgate.bus.mqtt._paho import (
     V311,
     Acks,
     Clock,
+    Outcome,
     check_publish_args,
     connect_args,
     guard,
@@ -86,7 +87,8 @@ class _PubLink:
     def open(self, deadline: float) -> None:
         """Connect and wait for the CONNACK until the deadline or the connect timeout, whichever is first."""
         url = self.addr.url
-        wait = min(self._settings.connect_timeout_s, deadline - self._clock())
+        start = self._clock()
+        wait = min(self._settings.connect_timeout_s, deadline - start)
         if wait <= 0:
             raise BrokerUnavailableError(f"{url}: no time left to connect")
         self.client.connect_timeout = wait
@@ -99,14 +101,15 @@ class _PubLink:
         except (OSError, ValueError) as exc:  # refused, unreachable, TLS handshake, bad address
             raise BrokerUnavailableError(f"{url}: {exc}") from None
         self.client.loop_start()
-        if not self._connack.wait(wait) or self._reason is None:
+        # One budget for TCP, TLS and the CONNACK together.
+        if not self._connack.wait(max(0.0, start + wait - self._clock())) or self._reason is None:
             self.close()
-            raise BrokerUnavailableError(f"{url}: no CONNACK within {wait:.1f}s (accepts TCP, says nothing)")
+            raise BrokerUnavailableError(f"{url}: no CONNACK within {wait:.1f}s (the broker did not answer)")
         if self._reason.is_failure:
             self.close()
             raise refusal(self._reason, f"{url} refused the connection")
 
-    def publish(self, topic: str, payload: bytes, retain: bool, deadline: float) -> ReasonCode | None:
+    def publish(self, topic: str, payload: bytes, retain: bool, deadline: float) -> Outcome:
         return publish_and_wait(
             self.client,
             self._acks,
@@ -172,12 +175,11 @@ class Publisher:
         for _attempt in range(len(self.addresses) + 1):
             with self._lock:
                 link = self._ensure(deadline)
-            reason = link.publish(topic, payload, retain, deadline)
-            if reason is not None:
+            outcome = link.publish(topic, payload, retain, deadline)
+            if isinstance(outcome, ReasonCode):
                 return link.addr.url
-            dropped = not link.alive
             self._drop(link)
-            if not dropped or self._clock() >= deadline:
+            if outcome == "timeout" or self._clock() >= deadline:
                 raise PublishTimeoutError(f"no PUBACK from {link.addr.url} for {topic} within {timeout:.1f}s")
             log.info("link to %s dropped before the PUBACK for %s; trying again", link.addr.url, topic)
         raise PublishTimeoutError(f"publish to {topic} failed: every link dropped before its PUBACK")

@@ -158,7 +158,7 @@ class Subscriber:
             detail = f": {self.last_error}" if self.last_error else ""
             raise BrokerUnavailableError(f"not connected to {self.url}{detail}")
         deadline = self._clock() + timeout
-        reason = publish_and_wait(
+        outcome = publish_and_wait(
             client,
             self._acks,
             url=self.url,
@@ -168,8 +168,10 @@ class Subscriber:
             deadline=deadline,
             stop_on_drop=False,
         )
-        if reason is None:
+        if outcome == "timeout":
             raise PublishTimeoutError(f"no PUBACK from {self.url} for {topic} within {timeout:.1f}s")
+        if outcome == "dropped":
+            raise BrokerUnavailableError(f"the link to {self.url} dropped; {topic} is re-sent if it returns")
 
     def stop(self, *, publish_will: bool = False, timeout: float = 2.0) -> None:
         """Disconnect cleanly; with `publish_will`, first publish the will's payload (a clean
