@@ -12,8 +12,10 @@ import pytest
 
 from startgate.bus.broker import MosquittoProcess
 from startgate.bus.mqtt import ClientSettings, LinkUp, Message, Publisher, Subscriber, Will
+from startgate.bus.mqtt._paho import guard
 from startgate.bus.testing import collect
 from startgate.bus.values import Protocol
+from startgate.errors import BrokerUnavailableError
 
 pytestmark = pytest.mark.broker
 
@@ -137,3 +139,33 @@ def test_subscriber_survives_a_broker_restart_without_losing_later_messages(
         assert sub.counters.snapshot().connects == 2
     finally:
         sub.stop()
+
+
+def test_a_subscriber_started_while_its_broker_is_down_connects_when_it_comes_up(
+    broker: MosquittoProcess, topic_prefix: str, fast: ClientSettings
+) -> None:
+    """start() does not fail while the broker is down; the subscriber connects once it is up."""
+    broker.stop()
+    sub = Subscriber(broker.url, fast, client_id=f"{topic_prefix}-c", topics=[f"{topic_prefix}/#"]).start()
+    try:
+        with pytest.raises(BrokerUnavailableError):
+            sub.wait_ready(0.3)
+        broker.start()
+        sub.wait_ready(5)
+        with Publisher([broker.url], fast) as pub:
+            pub.publish(f"{topic_prefix}/e", b"late")
+        assert payloads(sub, 1) == [b"late"]
+    finally:
+        sub.stop()
+
+
+def test_an_exception_in_a_callback_is_logged_and_swallowed(caplog: pytest.LogCaptureFixture) -> None:
+    """The guard around paho callbacks logs an exception instead of letting it end the network thread."""
+
+    @guard
+    def on_message(_x: int) -> None:
+        raise RuntimeError("boom")
+
+    on_message(1)
+    assert "on_message failed" in caplog.text
+    assert "boom" in caplog.text
