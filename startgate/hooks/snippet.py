@@ -6,8 +6,9 @@ on sys.path) and without the site module, which saves ~20 ms per start (site pro
 .pth file of the environment). The snippet puts the directory that holds the startgate package
 on sys.path itself (and the environment's site-packages after the standard library, for the
 slow path that validates a changed config with pydantic), so it works for a regular and for an
-editable install alike, and imports only the hook entry. If even that import fails (a half-removed environment), it allows the start and
-says so: a broken installation must not block every start of every gated guest.
+editable install alike, and imports only the hook entry. If even that import fails (a half-removed
+environment), it allows the start and says so: a broken installation must not block every start
+of every gated guest.
 
 What it cannot catch: a missing interpreter. After a Proxmox VE 8 -> 9 upgrade (Debian 12 -> 13,
 Python 3.11 -> 3.13) the environment's `python3` points to an interpreter that is gone, the
@@ -17,7 +18,6 @@ kernel cannot run the snippet, and Proxmox fails every start that has the hook a
 
 from __future__ import annotations
 
-import os
 import sys
 import sysconfig
 from pathlib import Path
@@ -38,14 +38,16 @@ def site_dirs() -> list[str]:
     return list(dict.fromkeys([paths["purelib"], paths["platlib"]]))
 
 
-def snippet_text(python: str | None = None, parent: Path | None = None, sites: list[str] | None = None) -> str:
+def snippet_text(
+    python: str | None = None, parent: Path | None = None, sites: list[str] | None = None
+) -> str:
     """The snippet's content for this interpreter and install location."""
     python = python or sys.executable
     parent = parent or package_parent()
     sites = site_dirs() if sites is None else sites
     return f"""#!{python} -IS
-{MARKER}: written by `startgate install`; do not edit (run `startgate install` again instead).
-# Proxmox runs it as `<this file> <vmid> <phase>`; see startgate/hooks/entry.py for the exit codes.
+{MARKER}: written by `startgate install`; do not edit (run it again instead).
+# Proxmox runs `<this file> <vmid> <phase>`; exit codes: startgate/hooks/entry.py.
 import sys
 
 sys.path.insert(0, {str(parent)!r})
@@ -54,7 +56,7 @@ try:
     from startgate.hooks.entry import main
 except BaseException as exc:  # a broken installation must not block every start
     if sys.argv[2:3] == ["pre-start"]:
-        print(f"startgate: ERROR: allowing start of guest {{sys.argv[1]}} unchecked: cannot load startgate: {{exc!r}}")
+        print(f"startgate: ERROR: allowing start unchecked: cannot load startgate: {{exc!r}}")
     sys.exit(0)
 sys.exit(main(sys.argv[1:]))
 """
@@ -75,8 +77,10 @@ def venv_problems(python: str | None = None) -> list[str]:
     problems: list[str] = []
     exe = Path(python)
     if not exe.exists():  # follows symlinks: a dangling link counts as missing
-        target = os.readlink(exe) if exe.is_symlink() else ""
-        problems.append(f"{python} does not run: {'it points to ' + target + ', which is gone' if target else 'missing'}")
+        if exe.is_symlink():
+            problems.append(f"{python} points to {exe.readlink()}, which is gone")
+        else:
+            problems.append(f"{python} is missing")
     cfg = exe.parent.parent / "pyvenv.cfg"
     try:
         lines = cfg.read_text(encoding="utf-8").splitlines()
