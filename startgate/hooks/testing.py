@@ -55,7 +55,7 @@ class Mosquitto:
             pwfile.write_text("".join(f"{u}:{p}\n" for u, p in users.items()))
             pwfile.chmod(0o600)
             binary = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
-            subprocess.run([binary, "-U", str(pwfile)], check=True, capture_output=True)
+            subprocess.run([binary, "-U", str(pwfile)], check=True, capture_output=True)  # noqa: S603 - our own file
             lines += ["allow_anonymous false", f"password_file {pwfile}"]
         else:
             lines.append("allow_anonymous true")
@@ -76,7 +76,7 @@ class Mosquitto:
         """Start the broker and wait until it accepts connections."""
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         with self.log.open("ab") as log:
-            self.proc = subprocess.Popen([binary, "-c", str(self.conf)], stdout=log, stderr=log)
+            self.proc = subprocess.Popen([binary, "-c", str(self.conf)], stdout=log, stderr=log)  # noqa: S603 - our conf
         try:
             wait_for_port(self.port)
         except TimeoutError:
@@ -145,7 +145,7 @@ class FakeLinstor:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
+            def do_GET(self) -> None:
                 outer.requests.append(self.path)
                 if outer.hang:
                     time.sleep(30)  # noqa: TID251 - simulates a controller that never answers
@@ -157,7 +157,7 @@ class FakeLinstor:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, *args: Any) -> None:
+            def log_message(self, *_args: Any) -> None:
                 return
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 
 import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from startgate.bus import messages
 from startgate.bus.oneshot import BrokerAddress, Deadline, LinkOptions, Outgoing, connect_first
@@ -63,7 +64,7 @@ class Watcher:
         self.messages: list[tuple[str, bytes, bool]] = []
         self.lock = threading.Lock()
         self.subscribed = threading.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *a: self.subscribed.set()
         self.client.connect("127.0.0.1", port)
@@ -73,7 +74,7 @@ class Watcher:
 
     def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
         with self.lock:
-            self.messages.append((msg.topic, msg.payload, bool(msg.retain)))
+            self.messages.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
 
     def matching(self, pred: Callable[[str, bytes], bool]) -> list[tuple[str, bytes]]:
         """The messages so far for which pred(topic, payload) holds."""
