@@ -113,7 +113,7 @@ def _run(
     try:
         settings = hook_settings.load(env)
     except ConfigError as exc:
-        problem = str(exc).replace("\n", " ")
+        problem = f"{exc.path}: {'; '.join(exc.problems)}"
         if phase == "pre-start":
             say(f"startgate: ERROR: allowing start of guest {vmid} without checking its gates: {problem}")
         else:

@@ -90,7 +90,7 @@ def guest_config_path(settings: HookSettings, node: str, vmid: int) -> tuple[Pat
     base = Path(settings.config_dir) / "nodes" / node
     for sub, guest_type in (("qemu-server", guestconf.QEMU), ("lxc", guestconf.LXC)):
         path = base / sub / f"{vmid}.conf"
-        if path.is_file():
+        if path.exists():  # not is_file(): a config that cannot be read must say so, not vanish
             return path, guest_type
     return None
 
