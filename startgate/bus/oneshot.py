@@ -549,15 +549,23 @@ def _wrap_tls(
 def connect_first(
     opts: LinkOptions, deadline: Deadline, will: Will | None = None, client_id: str | None = None
 ) -> Connection:
-    """Connect to the first broker in `opts.brokers` that answers; each try gets a fair share of the time."""
+    """Connect to the first broker in `opts.brokers` that answers; each try gets a fair share of the time.
+
+    NotAuthorizedError when every broker refused the credentials, else BrokerUnavailableError.
+    """
     problems: list[str] = []
+    refused = 0
     brokers = list(opts.brokers)
     for i, broker in enumerate(brokers):
         share = deadline.within(deadline.remaining() / (len(brokers) - i))
         try:
             return Connection.open(broker, opts, share, will, client_id)
+        except NotAuthorizedError as exc:
+            problems.append(str(exc))
+            refused += 1
         except BusError as exc:
             problems.append(str(exc))
         except TimeoutError:
             problems.append(f"{broker}: no answer in time")
-    raise BrokerUnavailableError("no broker answered: " + "; ".join(problems or ["no brokers configured"]))
+    text = "no broker answered: " + "; ".join(problems or ["no brokers configured"])
+    raise NotAuthorizedError(text) if brokers and refused == len(brokers) else BrokerUnavailableError(text)

@@ -45,11 +45,21 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
 class Mosquitto:
     """A Mosquitto broker on 127.0.0.1:<port>, started and stopped by the test."""
 
-    def __init__(self, port: int | None = None, users: dict[str, str] | None = None, acl: str = "") -> None:
+    def __init__(
+        self, port: int | None = None, users: dict[str, str] | None = None, acl: str = "", unix: bool = False
+    ) -> None:
         self.port = port or free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="startgate-mosq-"))
         self.proc: subprocess.Popen[bytes] | None = None
-        lines = ["user root", f"listener {self.port} 127.0.0.1", "persistence false"]
+        self.socket_path = self.dir / "mqtt.sock" if unix else None
+        lines = [
+            "user root",
+            "per_listener_settings false",
+            "persistence false",
+            f"listener {self.port} 127.0.0.1",
+        ]
+        if self.socket_path is not None:
+            lines.append(f"listener 0 {self.socket_path}")
         if users:
             pwfile = self.dir / "passwd"
             pwfile.write_text("".join(f"{u}:{p}\n" for u, p in users.items()))
