@@ -1,0 +1,174 @@
+"""The node agent against a real Mosquitto: status and Last Will, boot events, spool forwarding."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from startgate.bus import messages
+from startgate.hooks import settings as hook_settings
+from startgate.hooks.agent import Agent, AgentOptions, OneshotLink
+from startgate.hooks.run import link_options
+from startgate.hooks.spool import Spool
+from startgate.hooks.testing import FakeLinstor, Mosquitto, RecordingNotifier
+from tests.hooks.conftest import Node, Watcher, decoded, retained
+
+pytestmark = pytest.mark.broker
+
+
+class Clock:
+    """A monotonic clock the test moves by hand (the agent's back-off runs on it)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make_agent(
+    node: Node, boot_id_file: Path, notifier: RecordingNotifier | None = None
+) -> tuple[Agent, Clock]:
+    """An agent for `node` with a hand-moved clock, polling fast."""
+    settings = hook_settings.load(node.env())
+    clock = Clock()
+    agent = Agent(
+        settings,
+        OneshotLink(link_options(settings), timeout_s=2.0),
+        notifier or RecordingNotifier(),
+        AgentOptions(boot_id_path=boot_id_file, poll_s=0.02, retry_s=5.0, version="9.9.9"),
+        mono=clock,
+    )
+    return agent, clock
+
+
+@pytest.fixture
+def boot_id(tmp_path: Path) -> Path:
+    """A boot_id file (the kernel's is /proc/sys/kernel/random/boot_id)."""
+    path = tmp_path / "boot_id"
+    path.write_text("0f3c8a52-7d1e-4b8e-9a51-2c6f1e0d9b7a\n")
+    return path
+
+
+def status(node: Node, broker: Mosquitto) -> messages.NodeStatus:
+    """The node's retained status, validated."""
+    payload = retained(broker.url, node.topics.node_status("pve1"))
+    assert payload is not None
+    msg = decoded(node, node.topics.node_status("pve1"), payload)
+    assert isinstance(msg, messages.NodeStatus)
+    return msg
+
+
+def test_status_is_retained_and_the_will_marks_it_offline(
+    node: Node, mosquitto: Mosquitto, boot_id: Path
+) -> None:
+    """Connected: online with boot id, version, hook file; a dead link: the broker says offline."""
+    agent, _ = make_agent(node, boot_id)
+    agent.tick()
+    st = status(node, mosquitto)
+    assert (st.state, st.node, st.boot_id, st.version) == (
+        "online",
+        "pve1",
+        boot_id.read_text().strip(),
+        "9.9.9",
+    )
+    assert st.hook == messages.HookStatus(path=str(node.snippet), exists=True, executable=True)
+    node.snippet.chmod(0o644)
+    agent.tick()
+    assert status(node, mosquitto).hook == messages.HookStatus(
+        path=str(node.snippet), exists=True, executable=False
+    )
+    agent.link.drop()  # the agent dies: no DISCONNECT
+    for _ in range(100):
+        if status(node, mosquitto).state == "offline":
+            break
+        threading.Event().wait(0.02)
+    assert status(node, mosquitto).state == "offline"
+
+
+def run_once(agent: Agent) -> RecordingNotifier:
+    """Run the agent's loop briefly, then stop it (SIGTERM's path)."""
+    stop = threading.Event()
+    thread = threading.Thread(target=agent.run, args=(stop,))
+    thread.start()
+    stop.wait(0.2)
+    stop.set()
+    thread.join(10)
+    assert isinstance(agent.notifier, RecordingNotifier)
+    return agent.notifier
+
+
+def test_boot_event_once_per_boot_id_and_shutdown_goes_offline(
+    node: Node, watch: Watcher, mosquitto: Mosquitto, boot_id: Path
+) -> None:
+    """Two runs in one boot: one boot event, two shutdown events; a new boot id: a new boot event."""
+    node_events = node.topics.node_event("pve1")
+
+    def kinds() -> list[str]:
+        out: list[str] = []
+        for t, p in watch.matching(lambda t, _p: t == node_events):
+            msg = decoded(node, t, p)
+            assert isinstance(msg, messages.NodeEvent)
+            out.append(msg.kind)
+        return out
+
+    notes = run_once(make_agent(node, boot_id)[0])
+    assert notes.sent[0] == "STATUS=starting"
+    assert "READY=1" in notes.sent
+    assert "WATCHDOG=1" in notes.sent
+    assert notes.sent[-1] == "STOPPING=1"
+    assert status(node, mosquitto).state == "offline"
+    run_once(make_agent(node, boot_id)[0])
+    watch.wait_for(lambda t, _p: t == node_events, count=3)
+    assert kinds() == ["boot", "shutdown", "shutdown"]
+    boot_id.write_text("7a1b2c3d-0000-4000-8000-000000000001\n")
+    run_once(make_agent(node, boot_id)[0])
+    watch.wait_for(lambda t, _p: t == node_events, count=5)
+    assert kinds() == ["boot", "shutdown", "shutdown", "boot", "shutdown"]
+
+
+@pytest.fixture
+def own_broker() -> Iterator[Mosquitto]:
+    """A broker this test may stop and start."""
+    broker = Mosquitto().start()
+    yield broker
+    broker.close()
+
+
+def test_spool_drained_in_order_across_a_broker_restart(
+    tmp_path: Path, own_broker: Mosquitto, controller: FakeLinstor, boot_id: Path
+) -> None:
+    """Spooled messages reach the broker in spool order, each once, before and after a restart."""
+    node = Node(tmp_path / "n", [own_broker.url], [controller.url])
+    spool = Spool(node.spool_dir)
+    agent, clock = make_agent(node, boot_id)
+    watch = Watcher(own_broker.port, node.topics.all_guest_events)
+    for i in range(150):
+        spool.put(node.topics.guest_event(100 + i), f'{{"n":{i}}}'.encode(), False)
+    agent.tick()
+    first = watch.wait_for(lambda _t, _p: True, count=150)
+    assert [p for _t, p in first] == [f'{{"n":{i}}}'.encode() for i in range(150)]
+    assert spool.count() == 0
+    watch.close()
+
+    own_broker.stop()
+    for i in range(150, 170):
+        spool.put(node.topics.guest_event(100 + i), f'{{"n":{i}}}'.encode(), False)
+    agent.tick()  # finds the broker gone
+    assert not agent.link.connected()
+    assert spool.count() == 20
+    own_broker.start()
+    watch = Watcher(own_broker.port, node.topics.all_guest_events)
+    agent.tick()  # still backing off: nothing sent
+    assert spool.count() == 20
+    clock.now += 5.0
+    agent.tick()
+    second = watch.wait_for(lambda _t, _p: True, count=20)
+    assert [p for _t, p in second] == [f'{{"n":{i}}}'.encode() for i in range(150, 170)]
+    assert spool.count() == 0
+    assert status(node, own_broker).state == "online"
+    watch.close()
+    agent.shutdown()
