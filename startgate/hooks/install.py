@@ -187,7 +187,12 @@ def install(
         text = render_unit(unit, where.executable, where.config_path)
         steps.append(_write(where.units_dir / unit, text, 0o644, dry_run))
     steps.extend(_directory(path, what, dry_run) for path, what in where.dirs)
-    if not dry_run:
+    cache_path = hook_settings.cache_file(str(config_path), env)
+    if hook_settings.read_cached(str(config_path), env) is not None:
+        steps.append(Step("unchanged", str(cache_path), "validated config cache for the hook"))
+    elif dry_run:
+        steps.append(Step("would write", str(cache_path), "validated config cache for the hook"))
+    else:
         cache = hook_settings.write_cache(str(config_path), config.model_dump(mode="json"), env)
         steps.append(
             Step("wrote", str(cache), "validated config cache for the hook")
