@@ -1,7 +1,7 @@
 """Fixtures for the hookscript and agent tests: a real Mosquitto, a node's files, a bus watcher.
 
-The broker is a real Mosquitto on a free loopback port (startgate.hooks.testing.Mosquitto); each
-test gets its own cluster name, so retained records of one test never reach another.
+The broker is the session's real Mosquitto from tests/conftest.py; each test gets its own cluster
+name, so retained records of one test never reach another.
 """
 
 from __future__ import annotations
@@ -22,22 +22,21 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from startgate.bus import messages
+from startgate.bus.broker import MosquittoProcess
 from startgate.bus.oneshot import BrokerAddress, Deadline, LinkOptions, Outgoing, connect_first
 from startgate.bus.topics import Topics
 from startgate.hooks.snippet import snippet_text
-from startgate.hooks.testing import FakeLinstor, Mosquitto
+from startgate.hooks.testing import FakeLinstor
 
 FIXTURES = Path(__file__).parent / "fixtures" / "pve"
 NODE = "pve1"
 PROXMOX_PATH = "/sbin:/bin:/usr/sbin:/usr/bin"  # what pvedaemon and the HA LRM set
 
 
-@pytest.fixture(scope="session")
-def mosquitto() -> Iterator[Mosquitto]:
-    """A real Mosquitto for the whole session (tests separate themselves by cluster name)."""
-    broker = Mosquitto().start()
-    yield broker
-    broker.close()
+@pytest.fixture
+def mosquitto(session_broker: MosquittoProcess) -> MosquittoProcess:
+    """The session's real Mosquitto (tests keep apart by cluster name)."""
+    return session_broker
 
 
 @pytest.fixture
@@ -194,13 +193,13 @@ state_dir = "{self.state_dir}"
 
 
 @pytest.fixture
-def node(tmp_path: Path, mosquitto: Mosquitto, controller: FakeLinstor) -> Node:
+def node(tmp_path: Path, mosquitto: MosquittoProcess, controller: FakeLinstor) -> Node:
     """A node whose broker and controller are up."""
     return Node(tmp_path, [mosquitto.url], [controller.url])
 
 
 @pytest.fixture
-def watch(mosquitto: Mosquitto, node: Node) -> Iterator[Watcher]:
+def watch(mosquitto: MosquittoProcess, node: Node) -> Iterator[Watcher]:
     """A watcher on the node's cluster topics."""
     w = Watcher(mosquitto.port, node.topics.everything)
     yield w

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from startgate.bus import messages
+from startgate.bus.broker import MosquittoProcess
 from startgate.hooks import settings as hook_settings
 from startgate.hooks.agent import Agent, AgentOptions, OneshotLink
 from startgate.hooks.run import link_options
 from startgate.hooks.spool import Spool
-from startgate.hooks.testing import FakeLinstor, Mosquitto, RecordingNotifier
+from startgate.hooks.testing import FakeLinstor, RecordingNotifier
 from tests.hooks.conftest import Node, Watcher, decoded, retained
 
 pytestmark = pytest.mark.broker
@@ -53,7 +53,7 @@ def boot_id(tmp_path: Path) -> Path:
     return path
 
 
-def status(node: Node, broker: Mosquitto) -> messages.NodeStatus:
+def status(node: Node, broker: MosquittoProcess) -> messages.NodeStatus:
     """The node's retained status, validated."""
     payload = retained(broker.url, node.topics.node_status("pve1"))
     assert payload is not None
@@ -63,7 +63,7 @@ def status(node: Node, broker: Mosquitto) -> messages.NodeStatus:
 
 
 def test_status_is_retained_and_the_will_marks_it_offline(
-    node: Node, mosquitto: Mosquitto, boot_id: Path
+    node: Node, mosquitto: MosquittoProcess, boot_id: Path
 ) -> None:
     """Connected: online with boot id, version, hook file; a dead link: the broker says offline."""
     agent, _ = make_agent(node, boot_id)
@@ -102,7 +102,7 @@ def run_once(agent: Agent) -> RecordingNotifier:
 
 
 def test_boot_event_once_per_boot_id_and_shutdown_goes_offline(
-    node: Node, watch: Watcher, mosquitto: Mosquitto, boot_id: Path
+    node: Node, watch: Watcher, mosquitto: MosquittoProcess, boot_id: Path
 ) -> None:
     """Two runs in one boot: one boot event, two shutdown events; a new boot id: a new boot event."""
     node_events = node.topics.node_event("pve1")
@@ -130,22 +130,14 @@ def test_boot_event_once_per_boot_id_and_shutdown_goes_offline(
     assert kinds() == ["boot", "shutdown", "shutdown", "boot", "shutdown"]
 
 
-@pytest.fixture
-def own_broker() -> Iterator[Mosquitto]:
-    """A broker this test may stop and start."""
-    broker = Mosquitto().start()
-    yield broker
-    broker.close()
-
-
 def test_spool_drained_in_order_across_a_broker_restart(
-    tmp_path: Path, own_broker: Mosquitto, controller: FakeLinstor, boot_id: Path
+    tmp_path: Path, broker: MosquittoProcess, controller: FakeLinstor, boot_id: Path
 ) -> None:
     """Spooled messages reach the broker in spool order, each once, before and after a restart."""
-    node = Node(tmp_path / "n", [own_broker.url], [controller.url])
+    node = Node(tmp_path / "n", [broker.url], [controller.url])
     spool = Spool(node.spool_dir)
     agent, clock = make_agent(node, boot_id)
-    watch = Watcher(own_broker.port, node.topics.all_guest_events)
+    watch = Watcher(broker.port, node.topics.all_guest_events)
     for i in range(150):
         spool.put(node.topics.guest_event(100 + i), f'{{"n":{i}}}'.encode(), False)
     agent.tick()
@@ -154,14 +146,14 @@ def test_spool_drained_in_order_across_a_broker_restart(
     assert spool.count() == 0
     watch.close()
 
-    own_broker.stop()
+    broker.stop()
     for i in range(150, 170):
         spool.put(node.topics.guest_event(100 + i), f'{{"n":{i}}}'.encode(), False)
     agent.tick()  # finds the broker gone
     assert not agent.link.connected()
     assert spool.count() == 20
-    own_broker.start()
-    watch = Watcher(own_broker.port, node.topics.all_guest_events)
+    broker.start()
+    watch = Watcher(broker.port, node.topics.all_guest_events)
     agent.tick()  # still backing off: nothing sent
     assert spool.count() == 20
     clock.now += 5.0
@@ -169,6 +161,6 @@ def test_spool_drained_in_order_across_a_broker_restart(
     second = watch.wait_for(lambda _t, _p: True, count=20)
     assert [p for _t, p in second] == [f'{{"n":{i}}}'.encode() for i in range(150, 170)]
     assert spool.count() == 0
-    assert status(node, own_broker).state == "online"
+    assert status(node, broker).state == "online"
     watch.close()
     agent.shutdown()

@@ -10,11 +10,13 @@ from pathlib import Path
 import pytest
 
 from startgate.bus import messages
+from startgate.bus.broker import MosquittoProcess, free_port
+from startgate.bus.testing import BlackHole
 from startgate.hooks import settings as hook_settings
 from startgate.hooks.agent import Agent, AgentOptions, OneshotLink
 from startgate.hooks.run import link_options
 from startgate.hooks.snippet import shebang_interpreter
-from startgate.hooks.testing import BlackHole, FakeLinstor, Mosquitto, RecordingNotifier, free_port
+from startgate.hooks.testing import FakeLinstor, RecordingNotifier
 from tests.hooks.conftest import Node, Watcher, decoded
 
 pytestmark = pytest.mark.broker
@@ -95,7 +97,9 @@ def test_invalid_startgate_config_names_the_key(node: Node) -> None:
     assert "coordinator.bogus: unknown key" in r.stdout
 
 
-def test_broker_port_closed_spools_and_the_agent_forwards_once(node: Node, controller: FakeLinstor) -> None:
+def test_broker_port_closed_spools_and_the_agent_forwards_once(
+    node: Node, controller: FakeLinstor, tmp_path: Path
+) -> None:
     """No broker: the hold is spooled; when a broker appears on that port, the agent forwards it once."""
     port = free_port()
     node.write_config([f"mqtt://127.0.0.1:{port}"], [controller.url])
@@ -108,11 +112,11 @@ def test_broker_port_closed_spools_and_the_agent_forwards_once(node: Node, contr
     assert node.run(101).code == 1  # attempts continue from the spooled record
     assert [m.attempts for m in held_records(node)] == [1, 2]
 
-    broker = Mosquitto(port=port).start()
+    broker = MosquittoProcess(tmp_path / "returning-broker", port=port).start()
     try:
         forward_and_check(node, broker, expected=4)
     finally:
-        broker.close()
+        broker.stop()
 
 
 def held_records(node: Node) -> list[messages.HeldStart]:
@@ -125,7 +129,7 @@ def held_records(node: Node) -> list[messages.HeldStart]:
     return out
 
 
-def forward_and_check(node: Node, broker: Mosquitto, expected: int) -> None:
+def forward_and_check(node: Node, broker: MosquittoProcess, expected: int) -> None:
     """Run the agent until the spool is empty; each spooled message reached the broker exactly once."""
     wanted = {decoded(node, r["topic"], r["payload"].encode()).event_id for r in node.spooled()}
     assert len(wanted) == expected
@@ -176,7 +180,7 @@ def test_black_hole_broker_and_controller_end_within_the_bound(node: Node) -> No
         controller_hole.close()
 
 
-def test_controller_black_hole_with_the_broker_up(node: Node, mosquitto: Mosquitto) -> None:
+def test_controller_black_hole_with_the_broker_up(node: Node, mosquitto: MosquittoProcess) -> None:
     """A controller that never answers: the hold is published (not spooled), within the bound."""
     hole = BlackHole()
     try:
@@ -203,7 +207,7 @@ def test_hard_stop_when_a_file_read_hangs(node: Node) -> None:
     assert r.elapsed < 1.2
 
 
-def test_hot_path_imports_no_heavy_library(node: Node, mosquitto: Mosquitto) -> None:
+def test_hot_path_imports_no_heavy_library(node: Node, mosquitto: MosquittoProcess) -> None:
     """With a warm cache, a held start imports no pydantic, paho, typer, requests, http.client or ssl."""
     node.run(102)  # warm the cache
     python = shebang_interpreter(node.snippet.read_text())

@@ -7,7 +7,8 @@ import time
 import pytest
 
 from startgate.bus import messages
-from startgate.hooks.testing import FakeLinstor, Mosquitto
+from startgate.bus.broker import MosquittoProcess
+from startgate.hooks.testing import FakeLinstor
 from tests.hooks.conftest import Node, Watcher, decoded, health, publish, retained
 
 pytestmark = pytest.mark.broker
@@ -22,7 +23,7 @@ def events(watch: Watcher, node: Node, vmid: int, count: int = 1) -> list[messag
     return out  # type: ignore[return-value]  # checked just above
 
 
-def held(mosquitto: Mosquitto, node: Node, vmid: int) -> messages.HeldStart | None:
+def held(mosquitto: MosquittoProcess, node: Node, vmid: int) -> messages.HeldStart | None:
     """The retained held record of `vmid`, validated, or None."""
     payload = retained(mosquitto.url, node.topics.held(vmid))
     if payload is None:
@@ -50,7 +51,7 @@ def test_non_member_is_allowed_and_reported(node: Node, watch: Watcher, controll
 
 
 def test_fresh_retained_health_is_believed_without_checking(
-    node: Node, watch: Watcher, mosquitto: Mosquitto, controller: FakeLinstor
+    node: Node, watch: Watcher, mosquitto: MosquittoProcess, controller: FakeLinstor
 ) -> None:
     """A fresh healthy record allows; a fresh unhealthy one holds; the controller is never asked."""
     publish(mosquitto.url, health(node, healthy=True, age_s=2))
@@ -65,7 +66,7 @@ def test_fresh_retained_health_is_believed_without_checking(
 
 
 def test_stale_retained_health_falls_back_to_the_gates_own_check(
-    node: Node, mosquitto: Mosquitto, controller: FakeLinstor
+    node: Node, mosquitto: MosquittoProcess, controller: FakeLinstor
 ) -> None:
     """A record older than health_max_age_s is not believed: the controller's /health decides."""
     publish(mosquitto.url, health(node, healthy=True, age_s=60))
@@ -78,7 +79,7 @@ def test_stale_retained_health_falls_back_to_the_gates_own_check(
     assert controller.requests == ["/health", "/health"]
 
 
-def test_node_not_ready_holds_a_linstor_member(node: Node, mosquitto: Mosquitto) -> None:
+def test_node_not_ready_holds_a_linstor_member(node: Node, mosquitto: MosquittoProcess) -> None:
     """A healthy controller whose record does not list this node as ready still holds the start."""
     publish(mosquitto.url, health(node, healthy=True, nodes_ready=["pve2"]))
     r = node.run(101)
@@ -89,7 +90,7 @@ def test_node_not_ready_holds_a_linstor_member(node: Node, mosquitto: Mosquitto)
 
 
 def test_hold_prints_one_line_and_publishes_the_held_record_and_event(
-    node: Node, watch: Watcher, mosquitto: Mosquitto, controller: FakeLinstor
+    node: Node, watch: Watcher, mosquitto: MosquittoProcess, controller: FakeLinstor
 ) -> None:
     """The hold path: exit 1, one task-log line, a retained HeldStart and a GuestEvent; attempts grow."""
     node.write_config([mosquitto.url], ["http://127.0.0.1:9"])  # nothing listens on port 9
@@ -141,7 +142,7 @@ def test_migration_target_and_locked_config_are_allowed(node: Node, controller: 
 
 
 def test_a_release_ticket_is_honoured_once(
-    node: Node, watch: Watcher, mosquitto: Mosquitto, controller: FakeLinstor
+    node: Node, watch: Watcher, mosquitto: MosquittoProcess, controller: FakeLinstor
 ) -> None:
     """A valid ticket allows one start; the same ticket again is not honoured; an expired one never."""
     controller.status = 503
@@ -187,7 +188,7 @@ def test_membership_rules_on_real_shaped_configs(
     assert r.stdout.count("\n") == 1
 
 
-def test_container_held_record(node: Node, mosquitto: Mosquitto, controller: FakeLinstor) -> None:
+def test_container_held_record(node: Node, mosquitto: MosquittoProcess, controller: FakeLinstor) -> None:
     """CT 201's held record says lxc, and not HA-managed (its HA state is `ignored`)."""
     controller.status = 503
     assert node.run(201).code == 1

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from startgate.bus.broker import MosquittoProcess, free_port, write_password_file
 from startgate.bus.oneshot import (
     V5,
     V311,
@@ -21,8 +22,8 @@ from startgate.bus.oneshot import (
     connect_first,
     resolve,
 )
+from startgate.bus.testing import BlackHole, V311OnlyProxy
 from startgate.errors import BrokerUnavailableError, BusError, NotAuthorizedError, PublishTimeoutError
-from startgate.hooks.testing import BlackHole, Mosquitto, free_port
 
 pytestmark = pytest.mark.broker
 
@@ -33,12 +34,17 @@ def opts(*urls: str, **kw: object) -> LinkOptions:
 
 
 @pytest.fixture(scope="module")
-def secured() -> Iterator[Mosquitto]:
+def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoProcess]:
     """A broker with users, an ACL and a unix socket listener."""
-    acl = "user hook\ntopic readwrite sg/ok/#\ntopic read sg/ro/#\n\nuser admin\ntopic readwrite #\n"
-    broker = Mosquitto(users={"hook": "hookpw", "admin": "adminpw"}, acl=acl, unix=True).start()
+    work = tmp_path_factory.mktemp("secured")
+    acl = work / "acl"
+    acl.write_text(
+        "user hook\ntopic readwrite sg/ok/#\ntopic read sg/ro/#\n\nuser admin\ntopic readwrite #\n"
+    )
+    users = write_password_file(work / "passwd", {"hook": "hookpw", "admin": "adminpw"})
+    broker = MosquittoProcess(work / "m", password_file=users, acl_file=acl, unix_socket=True).start()
     yield broker
-    broker.close()
+    broker.stop()
 
 
 class FakeClock:
@@ -84,7 +90,7 @@ def test_bad_broker_url() -> None:
 
 
 @pytest.mark.parametrize("protocol", ["auto", "5", "3.1.1"])
-def test_publish_then_read_retained(mosquitto: Mosquitto, protocol: str) -> None:
+def test_publish_then_read_retained(mosquitto: MosquittoProcess, protocol: str) -> None:
     """QoS 1 publishes are acked; the retained ones come back through the PINGREQ barrier."""
     base = f"sg/rt-{protocol}"
     conn = connect_first(opts(mosquitto.url, protocol=protocol), Deadline(3))
@@ -101,7 +107,7 @@ def test_publish_then_read_retained(mosquitto: Mosquitto, protocol: str) -> None
     assert found == {m.topic: m.payload for m in msgs}
 
 
-def test_first_broker_that_answers_wins(mosquitto: Mosquitto) -> None:
+def test_first_broker_that_answers_wins(mosquitto: MosquittoProcess) -> None:
     """A closed port first in the list costs nothing: the next broker is used."""
     closed = f"mqtt://127.0.0.1:{free_port()}"
     conn = connect_first(opts(closed, mosquitto.url), Deadline(2))
@@ -128,7 +134,7 @@ def test_black_hole_broker_times_out_at_the_deadline() -> None:
         hole.close()
 
 
-def test_credentials_and_acl(secured: Mosquitto) -> None:
+def test_credentials_and_acl(secured: MosquittoProcess) -> None:
     """Bad password: NotAuthorizedError; a publish the ACL denies: NotAuthorizedError under MQTT 5."""
     with pytest.raises(NotAuthorizedError, match="not authorized"):
         connect_first(opts(secured.url, username="hook", password="wrong"), Deadline(2))
@@ -141,7 +147,7 @@ def test_credentials_and_acl(secured: Mosquitto) -> None:
     conn.close()
 
 
-def test_bad_password_is_not_authorized_on_one_broker(secured: Mosquitto) -> None:
+def test_bad_password_is_not_authorized_on_one_broker(secured: MosquittoProcess) -> None:
     """Connection.open on one broker raises NotAuthorizedError for bad credentials."""
     with pytest.raises(NotAuthorizedError):
         Connection.open(
@@ -149,7 +155,7 @@ def test_bad_password_is_not_authorized_on_one_broker(secured: Mosquitto) -> Non
         )
 
 
-def test_denied_subscription_is_reported(secured: Mosquitto) -> None:
+def test_denied_subscription_is_reported(secured: MosquittoProcess) -> None:
     """A filter the ACL does not allow reading is listed as denied (MQTT 5 SUBACK code)."""
     admin = connect_first(opts(secured.url, username="admin", password="adminpw"), Deadline(2))
     admin.publish(
@@ -165,15 +171,15 @@ def test_denied_subscription_is_reported(secured: Mosquitto) -> None:
     assert denied <= {"other/#"}
 
 
-def test_unix_socket_broker(secured: Mosquitto) -> None:
+def test_unix_socket_broker(secured: MosquittoProcess) -> None:
     """unix:///path brokers work (the node-local broker without TCP)."""
-    url = f"unix://{secured.socket_path}"
+    url = f"unix://{secured.unix_socket}"
     conn = connect_first(opts(url, username="admin", password="adminpw"), Deadline(2))
     conn.publish([Outgoing("sg/unix", b"1", False)], Deadline(2))
     conn.close()
 
 
-def test_last_will_fires_on_abort_not_on_close(mosquitto: Mosquitto) -> None:
+def test_last_will_fires_on_abort_not_on_close(mosquitto: MosquittoProcess) -> None:
     """abort() (no DISCONNECT) makes the broker publish the Will; close() does not."""
     will = Will("sg/will/a", b"offline", retain=True)
     conn = connect_first(opts(mosquitto.url), Deadline(2), will=will)
@@ -191,57 +197,16 @@ def test_last_will_fires_on_abort_not_on_close(mosquitto: Mosquitto) -> None:
     reader.close()
 
 
-class V311OnlyBroker:
-    """A fake broker that refuses MQTT 5 (CONNACK 0x01, as a 3.1.1 server must) and accepts 3.1.1."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.port: int = self.sock.getsockname()[1]
-        self.levels: list[int] = []
-        self.thread = threading.Thread(target=self.serve, daemon=True)
-        self.thread.start()
-
-    def serve(self) -> None:
-        """Answer CONNECTs by protocol level; ack one QoS 1 PUBLISH."""
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with conn:
-                data = conn.recv(1024)
-                level = data[2 + 2 + 4]  # fixed header (2 bytes here), "MQTT" string, then the level
-                self.levels.append(level)
-                if level == 5:
-                    conn.sendall(bytes([0x20, 2, 0, 0x01]))
-                    continue
-                conn.sendall(bytes([0x20, 2, 0, 0]))
-                pub = conn.recv(1024)
-                tlen = int.from_bytes(pub[2:4], "big")
-                pid = pub[4 + tlen : 6 + tlen]
-                conn.sendall(bytes([0x40, 2]) + pid)
-                conn.recv(16)
-
-    def close(self) -> None:
-        """Stop listening."""
-        self.sock.close()
-
-
-def test_falls_back_to_311_when_v5_is_refused() -> None:
-    """protocol=auto tries MQTT 5, then 3.1.1 on 'unacceptable protocol version'."""
-    fake = V311OnlyBroker()
-    try:
-        conn = connect_first(opts(f"mqtt://127.0.0.1:{fake.port}"), Deadline(2))
+def test_falls_back_to_311_when_v5_is_refused(mosquitto: MosquittoProcess) -> None:
+    """protocol=auto tries MQTT 5, then 3.1.1 on 'unacceptable protocol version'; protocol=5 fails."""
+    with V311OnlyProxy("127.0.0.1", mosquitto.port) as proxy:
+        conn = connect_first(opts(proxy.url), Deadline(2))
         assert conn.version == V311
-        conn.publish([Outgoing("a/b", b"x", False)], Deadline(2))
+        conn.publish([Outgoing("sg/v311", b"x", False)], Deadline(2))
         conn.close()
-        assert fake.levels[:2] == [5, 4]
+        assert proxy.refused_v5 == 1
         with pytest.raises(BrokerUnavailableError, match="refused MQTT 5"):
-            connect_first(opts(f"mqtt://127.0.0.1:{fake.port}", protocol="5"), Deadline(2))
-    finally:
-        fake.close()
+            connect_first(opts(proxy.url, protocol="5"), Deadline(2))
 
 
 def test_publish_without_ack_times_out() -> None:
