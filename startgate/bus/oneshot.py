@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 from typing import TYPE_CHECKING, NamedTuple
 
+from startgate.deadline import Deadline
 from startgate.errors import BrokerUnavailableError, BusError, NotAuthorizedError, PublishTimeoutError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Iterable
 
 CONNECT, CONNACK, PUBLISH, PUBACK = 1, 2, 3, 4
 SUBSCRIBE, SUBACK, PINGREQ, PINGRESP, DISCONNECT = 8, 9, 12, 13, 14
@@ -38,31 +38,17 @@ _REFUSED_VERSION = {0x01, 0x84}  # 3.1.1 "unacceptable protocol version" / v5 "u
 _AUTH_CODES_V5 = {0x86, 0x87}
 _AUTH_CODES_V311 = {0x04, 0x05}
 _MAX_PACKET = 1 << 20
+__all__ = [
+    "BrokerAddress",
+    "Connection",
+    "Deadline",
+    "LinkOptions",
+    "Outgoing",
+    "Will",
+    "connect_first",
+    "resolve",
+]
 _TCP_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)  # Linux only
-
-
-class Deadline:
-    """An absolute point in time (monotonic) by which an operation must end."""
-
-    __slots__ = ("at", "clock")
-
-    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.clock = clock
-        self.at = clock() + seconds
-
-    def remaining(self) -> float:
-        """Seconds left (never negative)."""
-        return max(0.0, self.at - self.clock())
-
-    def expired(self) -> bool:
-        """True once the deadline has passed."""
-        return self.clock() >= self.at
-
-    def within(self, seconds: float) -> Deadline:
-        """A deadline `seconds` from now, but never later than this one."""
-        sub = Deadline(0.0, self.clock)
-        sub.at = min(self.at, self.clock() + max(0.0, seconds))
-        return sub
 
 
 class BrokerAddress(NamedTuple):

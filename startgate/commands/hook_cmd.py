@@ -76,7 +76,7 @@ def agent(
     from startgate.config import resolve_path  # noqa: PLC0415 - pydantic: only commands that need it
     from startgate.hooks import settings as hook_settings  # noqa: PLC0415
     from startgate.hooks.agent import Agent, AgentOptions, OneshotLink  # noqa: PLC0415
-    from startgate.hooks.run import link_options  # noqa: PLC0415
+    from startgate.hooks.member import link_options  # noqa: PLC0415
     from startgate.systemd import SystemdNotifier  # noqa: PLC0415
 
     cfg = load_config(ctx)
@@ -84,7 +84,7 @@ def agent(
     dump = cfg.model_dump(mode="json")
     hook_settings.write_cache(path, dump, os.environ)  # the hook's fast path starts warm
     settings = hook_settings.from_dump(dump, path)
-    link = OneshotLink(link_options(settings), timeout_s=settings.bus.connect_timeout_s)
+    link = OneshotLink(link_options(settings, "startgate-agent"), timeout_s=settings.bus.connect_timeout_s)
     service = Agent(settings, link, SystemdNotifier(), AgentOptions(boot_id_path=boot_id_file, poll_s=poll))
     stop = threading.Event()
 

@@ -27,15 +27,19 @@ file) or when applying failed. The hook cannot tell which set the start will use
 the union: holding a guest that did not need its gate costs a short wait; starting one that did
 is the failure startgate exists to prevent. Pending deletions are ignored for the same reason.
 
-Pure: no I/O, stdlib only (startgate/core/ruff.toml). Value types are NamedTuples, cheap to import
-on the hookscript's hot path.
+Pure: no I/O, stdlib only (startgate/core/ruff.toml). Value types are NamedTuples; at run time
+they come from startgate._lite, so the hookscript's hot path never imports `typing`.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from startgate.errors import GuestConfigError
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: this module is on the hook's hot path (startgate._lite)
+if TYPE_CHECKING:
+    from typing import NamedTuple
+else:
+    from startgate._lite import NamedTuple
 
 QEMU = "qemu"
 LXC = "lxc"

@@ -11,31 +11,33 @@ copy) into `GateRule`s with `GateRule.of`, which accepts anything with the gate'
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple, Protocol
-
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: this module is on the hook's hot path (startgate._lite)
 if TYPE_CHECKING:
     from collections.abc import Iterable
+    from typing import NamedTuple, Protocol
 
     from startgate.core.guestconf import GuestConfig
+
+    class GateLike(Protocol):
+        """The attributes of a gate that decide membership (the config's `Gate` has them)."""
+
+        @property
+        def name(self) -> str: ...
+        @property
+        def vmid(self) -> int | None: ...
+        @property
+        def storages(self) -> Iterable[str]: ...
+        @property
+        def tags(self) -> Iterable[str]: ...
+        @property
+        def vmids(self) -> Iterable[int]: ...
+
+else:
+    from startgate._lite import NamedTuple
 
 STORAGE = "storage"
 TAG = "tag"
 VMID = "vmid"
-
-
-class GateLike(Protocol):
-    """The attributes of a gate that decide membership (the config's `Gate` has them)."""
-
-    @property
-    def name(self) -> str: ...
-    @property
-    def vmid(self) -> int | None: ...
-    @property
-    def storages(self) -> Iterable[str]: ...
-    @property
-    def tags(self) -> Iterable[str]: ...
-    @property
-    def vmids(self) -> Iterable[int]: ...
 
 
 class GateRule(NamedTuple):

@@ -30,8 +30,9 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from startgate import __version__
 from startgate.bus.messages import HookStatus, NodeEvent, NodeStatus
-from startgate.bus.oneshot import Connection, Deadline, LinkOptions, Outgoing, Will, connect_first
+from startgate.bus.oneshot import Connection, LinkOptions, Outgoing, Will, connect_first
 from startgate.bus.topics import Topics
+from startgate.deadline import Deadline
 from startgate.errors import BusError, SpoolError
 from startgate.hooks.spool import Spool
 

@@ -25,23 +25,34 @@ import os
 import signal
 import sys
 import time
-from typing import TYPE_CHECKING
 
-from startgate.bus.oneshot import Deadline
+from startgate.deadline import Deadline
 from startgate.errors import ConfigError
 from startgate.hooks import settings as hook_settings
 from startgate.hooks.run import MARGIN_S, HookRun
-from startgate.names import check_vmid
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: hot path (see startgate._lite)
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from types import FrameType
 
 EXIT_ALLOW = 0
 EXIT_USAGE = 2
+# startgate.names' VMID range (pve-common `pve-vmid`); names.py imports re, which the light path avoids.
+VMID_MIN, VMID_MAX = 100, 999_999_999
 _PHASES = ("pre-start", "post-start", "pre-stop", "post-stop")
 _DEFAULT_MAX_SECONDS = 3.0
 _HARD_STOP_MARGIN_S = 0.15  # the timer fires this long before max_seconds (process exit follows)
+
+
+def parse_vmid(text: str) -> int:
+    """The VMID Proxmox passed, as startgate.names.check_vmid reads it (ValueError saying why)."""
+    if not text.isascii() or not text.isdecimal() or len(text) > 9:
+        raise ValueError(f"VMID {text[:40]!r} is not a number in {VMID_MIN}..{VMID_MAX}")
+    vmid = int(text)
+    if not VMID_MIN <= vmid <= VMID_MAX:
+        raise ValueError(f"VMID {vmid} is out of range {VMID_MIN}..{VMID_MAX}")
+    return vmid
 
 
 def _print(line: str) -> None:
@@ -77,7 +88,7 @@ def main(
         return EXIT_USAGE
     vmid_text, phase = args[0], args[1]
     try:
-        vmid = check_vmid(vmid_text)
+        vmid = parse_vmid(vmid_text)
     except ValueError as exc:
         say(f"startgate: ignoring hook call for phase {phase[:40]!r}: {exc}; nothing checked")
         return EXIT_ALLOW

@@ -11,7 +11,7 @@ from startgate.bus import messages
 from startgate.bus.broker import MosquittoProcess
 from startgate.hooks import settings as hook_settings
 from startgate.hooks.agent import Agent, AgentOptions, OneshotLink
-from startgate.hooks.run import link_options
+from startgate.hooks.member import link_options
 from startgate.hooks.spool import Spool
 from startgate.hooks.testing import FakeLinstor, RecordingNotifier
 from tests.hooks.conftest import Node, Watcher, decoded, retained

@@ -14,7 +14,7 @@ from startgate.bus.broker import MosquittoProcess, free_port
 from startgate.bus.testing import BlackHole
 from startgate.hooks import settings as hook_settings
 from startgate.hooks.agent import Agent, AgentOptions, OneshotLink
-from startgate.hooks.run import link_options
+from startgate.hooks.member import link_options
 from startgate.hooks.snippet import shebang_interpreter
 from startgate.hooks.testing import FakeLinstor, RecordingNotifier
 from tests.hooks.conftest import Node, Watcher, decoded

@@ -33,20 +33,20 @@ def held(mosquitto: MosquittoProcess, node: Node, vmid: int) -> messages.HeldSta
     return msg
 
 
-def test_non_member_is_allowed_and_reported(node: Node, watch: Watcher, controller: FakeLinstor) -> None:
-    """VM 102 (its only drbdstorage disk is in a snapshot and unused) starts at once; the event says why."""
+def test_non_member_is_allowed_silently_on_the_bus(
+    node: Node, watch: Watcher, controller: FakeLinstor
+) -> None:
+    """VM 102 (its only drbdstorage disk is in a snapshot and unused) starts at once; nothing is published."""
     controller.status = 503
     r = node.run(102)
     assert (r.code, r.stderr) == (0, "")
     assert r.stdout == "startgate: VM 102 may start: not a member of any gate\n"
-    (event,) = events(watch, node, 102)
-    assert (event.phase, event.decision, event.type, event.node, event.gates) == (
-        "pre-start",
-        "allow",
-        "qemu",
-        "pve1",
-        [],
-    )
+    for phase in ("post-start", "pre-stop", "post-stop"):
+        r = node.run(102, phase)
+        assert (r.code, r.stdout, r.stderr) == (0, "", "")
+    assert node.run(101, "post-start").code == 0  # a member's event, as a marker that all went out
+    events(watch, node, 101)
+    assert watch.matching(lambda t, _p: "/102/" in t) == []
     assert controller.requests == []
 
 
@@ -141,6 +141,29 @@ def test_migration_target_and_locked_config_are_allowed(node: Node, controller: 
     assert controller.requests == ["/health"]
 
 
+def test_migration_target_is_reported_from_the_source_nodes_config(
+    node: Node, watch: Watcher, controller: FakeLinstor
+) -> None:
+    """During a live migration the config is still in the source node's folder: membership is read there."""
+    controller.status = 503
+    source = node.pve / "nodes" / "pve2" / "qemu-server"
+    source.mkdir(parents=True)
+    for vmid in (101, 102):
+        node.guest_config(vmid).rename(source / f"{vmid}.conf")
+    assert node.run(101, PVE_MIGRATED_FROM="pve2").code == 0
+    assert node.run(102, PVE_MIGRATED_FROM="pve2").code == 0
+    assert node.run(103, PVE_MIGRATED_FROM="../../etc").code == 0  # not a node name: not read, reported
+    (event,) = events(watch, node, 101)
+    assert (event.decision, event.gates, event.reason) == (
+        "allow",
+        ["linstor"],
+        "live-migration target (from pve2)",
+    )
+    events(watch, node, 103)
+    assert watch.matching(lambda t, _p: "/102/" in t) == []
+    assert controller.requests == []
+
+
 def test_a_release_ticket_is_honoured_once(
     node: Node, watch: Watcher, mosquitto: MosquittoProcess, controller: FakeLinstor
 ) -> None:
@@ -213,7 +236,7 @@ def test_config_changes_are_picked_up_through_the_cache(node: Node, controller: 
     """The validated cache is rebuilt when startgate.toml changes (here: the gate loses its storage)."""
     controller.status = 503
     assert node.run(202).code == 1
-    assert list(node.cache_dir.glob("config-*.json"))
+    assert list(node.cache_dir.glob("config-*.cache"))
     text = node.config.read_text().replace('storages = ["drbdstorage"]', 'storages = ["other"]')
     node.config.write_text(text)
     assert node.run(202).code == 0

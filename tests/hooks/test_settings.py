@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import marshal
 import os
 from pathlib import Path
 
@@ -50,7 +50,7 @@ def test_first_load_validates_and_caches_then_the_cache_is_used(env: dict[str, s
     path = env[settings.CONFIG_ENV]
     assert settings.read_cached(path, env) is None
     first = settings.load(env)
-    cache = settings.cache_file(path, env)
+    cache = Path(settings.cache_file(path, env))
     assert cache.is_file()
     assert oct(cache.stat().st_mode & 0o777) == "0o600"
     assert oct(cache.parent.stat().st_mode & 0o777) == "0o700"
@@ -95,13 +95,13 @@ def test_a_damaged_or_foreign_cache_is_not_trusted(env: dict[str, str]) -> None:
     """Garbage, or a cache of another version, is ignored and rewritten."""
     path = env[settings.CONFIG_ENV]
     settings.load(env)
-    cache = settings.cache_file(path, env)
-    cache.write_text("{not json")
+    cache = Path(settings.cache_file(path, env))
+    cache.write_text("{not marshal")
     assert settings.read_cached(path, env) is None
     settings.load(env)
-    data = json.loads(cache.read_text())
+    data = marshal.loads(cache.read_bytes())
     data["key"]["version"] = "0.0.0-other"
-    cache.write_text(json.dumps(data))
+    cache.write_bytes(marshal.dumps(data))
     assert settings.read_cached(path, env) is None
 
 
@@ -111,7 +111,7 @@ def test_invalid_or_missing_config_raises_config_error(env: dict[str, str], tmp_
     path.write_text(TOML + "\nbogus = 1\n")
     with pytest.raises(ConfigError, match="bogus: unknown key"):
         settings.load(env)
-    assert not settings.cache_file(str(path), env).exists()
+    assert not Path(settings.cache_file(str(path), env)).exists()
     with pytest.raises(ConfigError, match="file not found"):
         settings.load({settings.CONFIG_ENV: str(tmp_path / "nope.toml")})
 
@@ -122,3 +122,14 @@ def test_cache_dir_that_cannot_be_written_is_not_fatal(env: dict[str, str], tmp_
     blocker.write_text("")
     env[settings.CACHE_ENV] = str(blocker / "sub")
     assert settings.load(env).cluster == "pve1"
+
+
+def test_a_cache_others_could_write_is_not_loaded(env: dict[str, str]) -> None:
+    """marshal is not for untrusted data: a group/world-writable cache file is ignored."""
+    path = env[settings.CONFIG_ENV]
+    settings.load(env)
+    cache = Path(settings.cache_file(path, env))
+    cache.chmod(0o666)
+    assert settings.read_cached(path, env) is None
+    cache.chmod(0o600)
+    assert settings.read_cached(path, env) is not None
