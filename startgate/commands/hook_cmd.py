@@ -71,11 +71,16 @@ def agent(
         Path, typer.Option("--boot-id-file", help="where this boot's id is read (for tests)")
     ] = Path("/proc/sys/kernel/random/boot_id"),
     poll: Annotated[float, typer.Option("--poll", min=0.05, help="seconds between spool looks")] = 0.5,
+    link_kind: Annotated[
+        str, typer.Option("--link", help="paho (the bus adapter) or oneshot (synchronous, no thread)")
+    ] = "paho",
 ) -> None:
     """Run the node agent (systemd startgate-agent.service) until SIGTERM/SIGINT."""
+    from startgate.bus.mqtt import ClientSettings  # noqa: PLC0415
     from startgate.config import resolve_path  # noqa: PLC0415 - pydantic: only commands that need it
     from startgate.hooks import settings as hook_settings  # noqa: PLC0415
-    from startgate.hooks.agent import Agent, AgentOptions, OneshotLink  # noqa: PLC0415
+    from startgate.hooks.agent import Agent, AgentOptions  # noqa: PLC0415
+    from startgate.hooks.links import AgentLink, OneshotLink, PahoLink  # noqa: PLC0415
     from startgate.hooks.member import link_options  # noqa: PLC0415
     from startgate.systemd import SystemdNotifier  # noqa: PLC0415
 
@@ -84,7 +89,18 @@ def agent(
     dump = cfg.model_dump(mode="json")
     hook_settings.write_cache(path, dump, os.environ)  # the hook's fast path starts warm
     settings = hook_settings.from_dump(dump, path)
-    link = OneshotLink(link_options(settings, "startgate-agent"), timeout_s=settings.bus.connect_timeout_s)
+    link: AgentLink
+    if link_kind == "oneshot":
+        link = OneshotLink(
+            link_options(settings, "startgate-agent"), timeout_s=settings.bus.connect_timeout_s
+        )
+    elif link_kind == "paho":
+        client_id = f"startgate-agent-{settings.node_name}"
+        link = PahoLink(
+            list(cfg.bus.brokers), ClientSettings.from_config(cfg.bus), client_id, cfg.bus.connect_timeout_s
+        )
+    else:
+        raise typer.BadParameter(f"--link {link_kind!r}: use paho or oneshot")
     service = Agent(settings, link, SystemdNotifier(), AgentOptions(boot_id_path=boot_id_file, poll_s=poll))
     stop = threading.Event()
 

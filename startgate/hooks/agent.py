@@ -15,9 +15,9 @@ The boot and shutdown events go through the spool too: they are history, durable
 broker in order with the hooks' messages. The status is live state and is never spooled (a
 stale "offline" forwarded late would overwrite "online").
 
-The bus is reached through `AgentLink`, a small interface; `OneshotLink` implements it with
-startgate.bus.oneshot (one synchronous connection, a PINGREQ every half keepalive, reconnects
-with a back-off). A paho-based link can replace it without touching the agent.
+The bus is reached through `AgentLink` (startgate.hooks.links): `PahoLink` on the bus adapter's
+paho Subscriber (what the service uses), or `OneshotLink` on startgate.bus.oneshot (synchronous,
+no thread; `startgate agent --link oneshot`). Both are tested against a real Mosquitto.
 """
 
 from __future__ import annotations
@@ -26,13 +26,12 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple
 
 from startgate import __version__
 from startgate.bus.messages import HookStatus, NodeEvent, NodeStatus
-from startgate.bus.oneshot import Connection, LinkOptions, Outgoing, Will, connect_first
+from startgate.bus.oneshot import Outgoing, Will
 from startgate.bus.topics import Topics
-from startgate.deadline import Deadline
 from startgate.errors import BusError, SpoolError
 from startgate.hooks.spool import Spool
 
@@ -40,6 +39,7 @@ if TYPE_CHECKING:
     import threading
     from collections.abc import Callable
 
+    from startgate.hooks.links import AgentLink
     from startgate.hooks.settings import HookSettings
     from startgate.systemd import Notifier
 
@@ -47,88 +47,6 @@ log = logging.getLogger(__name__)
 
 BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
 _BATCH = 100  # spooled messages per publish round trip
-
-
-class AgentLink(Protocol):
-    """The agent's view of the bus: one connection with a Last Will, QoS 1 publishes, liveness."""
-
-    def connected(self) -> bool:
-        """True while a connection is believed open."""
-
-    def connect(self, will: Will) -> None:
-        """Open a connection with this Last Will (BusError if no broker answers)."""
-
-    def publish(self, messages: list[Outgoing]) -> None:
-        """Publish with QoS 1 and return once every message is acked (BusError otherwise)."""
-
-    def keepalive(self) -> None:
-        """Prove the connection alive when it has been idle (BusError if it is not)."""
-
-    def close(self) -> None:
-        """End the connection cleanly (the Will is not published)."""
-
-    def drop(self) -> None:
-        """Forget a broken connection (the broker publishes the Will)."""
-
-
-class OneshotLink:
-    """AgentLink on startgate.bus.oneshot: synchronous, every operation bounded by `timeout_s`."""
-
-    def __init__(
-        self, opts: LinkOptions, timeout_s: float, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.opts = opts
-        self.timeout_s = timeout_s
-        self.clock = clock
-        self.conn: Connection | None = None
-        self.last_io = 0.0
-
-    def connected(self) -> bool:
-        """True while a connection is open."""
-        return self.conn is not None
-
-    def connect(self, will: Will) -> None:
-        """Connect to the first broker that answers."""
-        self.drop()
-        self.conn = connect_first(self.opts, Deadline(self.timeout_s, self.clock), will=will)
-        self.last_io = self.clock()
-
-    def _conn(self) -> Connection:
-        if self.conn is None:
-            raise BusError("not connected")
-        return self.conn
-
-    def publish(self, messages: list[Outgoing]) -> None:
-        """Publish with QoS 1, waiting for every PUBACK."""
-        try:
-            self._conn().publish(messages, Deadline(self.timeout_s, self.clock))
-        except BusError:
-            self.drop()
-            raise
-        self.last_io = self.clock()
-
-    def keepalive(self) -> None:
-        """PINGREQ when idle for half the keepalive interval."""
-        if self.clock() - self.last_io < self.opts.keepalive / 2:
-            return
-        try:
-            self._conn().ping(Deadline(self.timeout_s, self.clock))
-        except BusError:
-            self.drop()
-            raise
-        self.last_io = self.clock()
-
-    def close(self) -> None:
-        """Send DISCONNECT and close."""
-        if self.conn is not None:
-            self.conn.close(Deadline(min(1.0, self.timeout_s), self.clock))
-            self.conn = None
-
-    def drop(self) -> None:
-        """Close the socket without DISCONNECT."""
-        if self.conn is not None:
-            self.conn.abort()
-            self.conn = None
 
 
 class AgentOptions(NamedTuple):
@@ -237,6 +155,9 @@ class Agent:
     def ensure_connected(self) -> bool:
         """Connect (with the Will) and publish the online status, unless connected or backing off."""
         if self.link.connected():
+            if self.link.relinked():  # it came back by itself (paho): say "online" there again
+                self.link.publish([self.status_message("online")])
+                self.published_status = self.status_key()
             return True
         if self.mono() < self.next_try:
             return False

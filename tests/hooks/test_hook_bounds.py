@@ -13,7 +13,8 @@ from startgate.bus import messages
 from startgate.bus.broker import MosquittoProcess, free_port
 from startgate.bus.testing import BlackHole
 from startgate.hooks import settings as hook_settings
-from startgate.hooks.agent import Agent, AgentOptions, OneshotLink
+from startgate.hooks.agent import Agent, AgentOptions
+from startgate.hooks.links import OneshotLink
 from startgate.hooks.member import link_options
 from startgate.hooks.snippet import shebang_interpreter
 from startgate.hooks.testing import FakeLinstor, RecordingNotifier
