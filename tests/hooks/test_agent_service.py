@@ -55,7 +55,7 @@ def start_agent(node: Node, tmp_path: Path, notify: Path) -> subprocess.Popen[by
 def test_agent_service_lifecycle(
     node: Node, watch: Watcher, mosquitto: MosquittoProcess, tmp_path: Path
 ) -> None:
-    """READY=1 and WATCHDOG=1 reach systemd; SIGTERM: shutdown event, offline; SIGKILL: the Will says offline."""
+    """READY=1 and WATCHDOG=1 reach systemd; SIGTERM: shutdown event, offline; SIGKILL: the Will."""
     notify = tmp_path / "notify.sock"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(str(notify))
