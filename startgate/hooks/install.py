@@ -62,7 +62,9 @@ def render_unit(name: str, executable: Path, config_path: Path) -> str:
     return template.replace("@STARTGATE@", str(executable)).replace("@CONFIG@", str(config_path))
 
 
-def plan(config: Config, config_path: Path, snippets_dir: Path | None, units_dir: Path | None) -> Plan:
+def plan(
+    config: Config, config_path: Path, snippets_dir: Path | None, units_dir: Path | None, cache_dir: Path
+) -> Plan:
     """Where everything goes for this config and these options."""
     snippet = (snippets_dir / config.hook.snippet.name) if snippets_dir else config.hook.snippet
     state = config.coordinator.state_dir
@@ -74,6 +76,7 @@ def plan(config: Config, config_path: Path, snippets_dir: Path | None, units_dir
             (state, "state"),
             (state / "hook", "hook state"),
             (state / "agent", "agent state"),
+            (cache_dir, "validated config cache"),
         ),
         executable=Path(sys.executable).parent / "startgate",
         config_path=config_path.absolute(),
@@ -163,7 +166,8 @@ def install(
     dry_run: bool = False,
 ) -> list[Step]:
     """Do (or with `dry_run` plan) every install step; the steps, errors included."""
-    where = plan(config, config_path, snippets_dir, units_dir)
+    cache_path = Path(hook_settings.cache_file(str(config_path), env))
+    where = plan(config, config_path, snippets_dir, units_dir, cache_path.parent)
     venv = Path(sys.executable).parent.parent
     problems = venv_problems()
     if problems:
@@ -187,7 +191,6 @@ def install(
         text = render_unit(unit, where.executable, where.config_path)
         steps.append(_write(where.units_dir / unit, text, 0o644, dry_run))
     steps.extend(_directory(path, what, dry_run) for path, what in where.dirs)
-    cache_path = hook_settings.cache_file(str(config_path), env)
     if hook_settings.read_cached(str(config_path), env) is not None:
         steps.append(Step("unchanged", str(cache_path), "validated config cache for the hook"))
     elif dry_run:

@@ -3,8 +3,8 @@
 Validating the TOML with the pydantic model costs 150-300 ms (the import alone ~110-150 ms), more
 than the hook's whole budget. So whoever validates the config (`startgate install`, the node agent,
 or the hook itself when the cache is stale) also writes `model_dump(mode="json")` into a cache,
-keyed by the config file's path, device, inode, size and mtime_ns, startgate's version and the
-Python version. The hook reads the cache only when the key matches the file as it is now;
+keyed by the config file's path, device, inode, size and mtime_ns and startgate's version.
+The hook reads the cache only when the key matches the file as it is now;
 otherwise it validates the file with the model (slow, once) and rewrites the cache. It never
 trusts TOML that the model has not validated.
 
@@ -13,7 +13,11 @@ the `re` it pulls in) costs ~11 ms, a fifth of a non-member run's budget. marsha
 untrusted data, so the hook loads only a cache file owned by its own user and writable by no one
 else, in a directory it created 0700 (the hook runs as root).
 
-Cache location: `$STARTGATE_CACHE_DIR`, else /run/startgate (tmpfs: gone at reboot, which is fine).
+Cache location: `$STARTGATE_CACHE_DIR`, else /var/cache/startgate. Persistent on purpose: the
+first hook runs after a reboot need no pydantic, and neither do they after a Proxmox VE 8 -> 9
+upgrade has moved the environment's `python3` to 3.13 before anyone rebuilt it (pydantic's
+compiled core no longer imports then, but the hot path is stdlib only and marshal reads the
+older format; a cache that does not load is simply validated again).
 This module is on the hot path: no typing, no pathlib, no json at run time.
 """
 
@@ -21,7 +25,6 @@ from __future__ import annotations
 
 import marshal
 import os
-import sys
 
 from startgate import __version__
 from startgate.errors import ConfigError
@@ -38,7 +41,7 @@ else:
 DEFAULT_CONFIG = "/etc/startgate/startgate.toml"
 CONFIG_ENV = "STARTGATE_CONFIG"
 CACHE_ENV = "STARTGATE_CACHE_DIR"
-DEFAULT_CACHE_DIR = "/run/startgate"
+DEFAULT_CACHE_DIR = "/var/cache/startgate"
 
 
 class CheckSpec(NamedTuple):
@@ -192,7 +195,6 @@ def _key(config_path: str) -> dict[str, Any]:
         "size": st.st_size,
         "mtime_ns": st.st_mtime_ns,
         "version": __version__,
-        "python": list(sys.version_info[:2]),
     }
 
 

@@ -11,9 +11,11 @@ environment), it allows the start and says so: a broken installation must not bl
 of every gated guest.
 
 What it cannot catch: a missing interpreter. After a Proxmox VE 8 -> 9 upgrade (Debian 12 -> 13,
-Python 3.11 -> 3.13) the environment's `python3` points to an interpreter that is gone, the
-kernel cannot run the snippet, and Proxmox fails every start that has the hook attached.
-`venv_problems()` detects that (and `startgate install` / `startgate doctor` print how to rebuild).
+Python 3.11 -> 3.13) a virtual environment made with `python3 -m venv` follows /usr/bin/python3
+to 3.13 and the hook keeps working (stdlib-only hot path, persistent config cache); one made with
+`python3.11 -m venv` points to an interpreter that is gone, the kernel cannot run the snippet, and
+Proxmox fails every start that has the hook attached. `venv_problems()` detects both (and
+`startgate install` prints how to rebuild).
 """
 
 from __future__ import annotations
