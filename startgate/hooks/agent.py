@@ -32,8 +32,8 @@ from startgate import __version__
 from startgate.bus.messages import HookStatus, NodeEvent, NodeStatus
 from startgate.bus.oneshot import Outgoing, Will
 from startgate.bus.topics import Topics
-from startgate.errors import BusError, SpoolError
-from startgate.hooks.spool import Spool
+from startgate.errors import BusError, NotAuthorizedError, SpoolError
+from startgate.hooks.spool import Spool, Spooled
 
 if TYPE_CHECKING:
     import threading
@@ -192,10 +192,37 @@ class Agent:
                 batch = self.spool.pending(limit=_BATCH)
                 if not batch:
                     return sent
-                self.link.publish([Outgoing(b.topic, b.payload, b.retain) for b in batch])
+                try:
+                    self.link.publish([Outgoing(b.topic, b.payload, b.retain) for b in batch])
+                except NotAuthorizedError:
+                    sent += self.drain_one_by_one(batch)
+                    continue
                 for item in batch:
                     self.spool.remove(item)
                 sent += len(batch)
+
+    def drain_one_by_one(self, batch: list[Spooled]) -> int:
+        """After the broker refused something in `batch`: send each alone, set the refused ones aside.
+
+        A message the ACL refuses would otherwise block the queue forever; it is renamed
+        `<name>.rejected` (kept for the admin) and the rest go on.
+        """
+        sent = 0
+        for item in batch:
+            try:
+                self.link.publish([Outgoing(item.topic, item.payload, item.retain)])
+            except NotAuthorizedError as exc:
+                log.error(
+                    "the broker refused %s (%s): set aside as %s.rejected",
+                    item.path.name,
+                    exc,
+                    item.path.name,
+                )
+                self.spool.quarantine(item.path, suffix=".rejected")
+                continue
+            self.spool.remove(item)
+            sent += 1
+        return sent
 
     def tick(self) -> None:
         """One pass: connect if needed, forward the spool, keep the link alive, report."""

@@ -16,7 +16,7 @@ from startgate.bus.mqtt import ClientSettings, LinkUp, Subscriber
 from startgate.bus.mqtt import Will as PahoWill
 from startgate.bus.oneshot import Connection, LinkOptions, Outgoing, Will, connect_first
 from startgate.deadline import Deadline
-from startgate.errors import BrokerUnavailableError, BusError
+from startgate.errors import BrokerUnavailableError, BusError, NotAuthorizedError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -78,6 +78,8 @@ class OneshotLink:
         """Publish with QoS 1, waiting for every PUBACK."""
         try:
             self._conn().publish(messages, Deadline(self.timeout_s, self.clock))
+        except NotAuthorizedError:
+            raise  # a refused publish (v5 PUBACK 0x87) leaves the connection intact
         except BusError:
             self.drop()
             raise

@@ -134,9 +134,9 @@ class Spool:
         except OSError as exc:
             raise SpoolError(f"cannot remove {item.path}: {exc}") from None
 
-    def quarantine(self, path: Path) -> Path | None:
-        """Set a damaged file aside as `<name>.bad` so it never blocks the queue."""
-        bad = path.with_name(path.name + ".bad")
+    def quarantine(self, path: Path, suffix: str = ".bad") -> Path | None:
+        """Set a file aside as `<name><suffix>` (damaged: .bad, refused by the broker: .rejected)."""
+        bad = path.with_name(path.name + suffix)
         try:
             path.rename(bad)
         except OSError:

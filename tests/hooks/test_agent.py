@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from startgate.bus import messages
-from startgate.bus.broker import MosquittoProcess
+from startgate.bus.broker import MosquittoProcess, free_port, write_password_file
 from startgate.bus.mqtt import ClientSettings
 from startgate.hooks import settings as hook_settings
 from startgate.hooks.agent import Agent, AgentOptions
@@ -183,3 +184,48 @@ def test_spool_drained_in_order_across_a_broker_restart(
     assert status(node, broker).state == "online"
     watch.close()
     agent.shutdown()
+
+
+@pytest.mark.parametrize("kind", LINKS)
+def test_a_message_the_broker_refuses_is_set_aside(
+    tmp_path: Path, controller: FakeLinstor, boot_id: Path, kind: str
+) -> None:
+    """An ACL-refused spooled message (MQTT 5: PUBACK 0x87) goes to <name>.rejected; the rest flows on."""
+    work = tmp_path / "secured"
+    work.mkdir()
+    acl = work / "acl"
+    users = write_password_file(work / "passwd", {"agent": "agentpw", "reader": "readerpw"})
+    broker = MosquittoProcess(work / "m", password_file=users, acl_file=acl)
+    node = Node(tmp_path / "n", [f"mqtt://127.0.0.1:{free_port()}"], [controller.url])
+    base = node.topics.base
+    acl.write_text(
+        f"user agent\ntopic write {base}/guest/#\ntopic write {base}/node/#\n\nuser reader\ntopic read #\n"
+    )
+    broker.start()
+    try:
+        settings = hook_settings.load(node.env())
+        settings = settings._replace(bus=settings.bus._replace(brokers=(broker.url,), username="agent"))
+        pw = tmp_path / "pw"
+        pw.write_text("agentpw")
+        pw.chmod(0o600)
+        settings = settings._replace(bus=settings.bus._replace(password_file=str(pw)))
+        if kind == "oneshot":
+            link: AgentLink = OneshotLink(link_options(settings, "startgate-agent"), timeout_s=2.0)
+        else:
+            fast = ClientSettings(
+                username="agent", password="agentpw", connect_timeout_s=1.0, reconnect_min_s=0.05
+            )
+            link = PahoLink([broker.url], fast, f"agent-{uuid.uuid4().hex[:8]}", timeout_s=2.0)
+        agent = Agent(settings, link, RecordingNotifier(), AgentOptions(boot_id_path=boot_id, poll_s=0.02))
+        spool = Spool(node.spool_dir)
+        spool.put(node.topics.guest_event(101), b'{"n":1}', False)
+        spool.put(node.topics.held(101), b'{"n":2}', True)
+        spool.put(node.topics.guest_event(101), b'{"n":3}', False)
+        agent.tick()
+        assert spool.count() == 0
+        (rejected,) = node.spool_dir.glob("*.rejected")
+        assert json.loads(rejected.read_text())["topic"] == node.topics.held(101)
+        assert agent.link.connected()
+        agent.shutdown()
+    finally:
+        broker.stop()
