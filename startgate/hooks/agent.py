@@ -212,7 +212,7 @@ class Agent:
             try:
                 self.link.publish([Outgoing(item.topic, item.payload, item.retain)])
             except NotAuthorizedError as exc:
-                log.error(
+                log.error(  # noqa: TRY400 - a refusal, not a crash: no traceback
                     "the broker refused %s (%s): set aside as %s.rejected",
                     item.path.name,
                     exc,
