@@ -342,16 +342,34 @@ def _toml_value(v: Any) -> str:
     raise TypeError(f"cannot write {v!r} as TOML")
 
 
+def dump_toml(data: dict[str, Any]) -> str:
+    """TOML text for plain data: scalars and lists first, then tables and arrays of tables."""
+    lines: list[str] = []
+    _dump_table(data, "", lines)
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def _dump_table(data: dict[str, Any], prefix: str, lines: list[str]) -> None:
+    def is_rows(v: Any) -> bool:
+        return isinstance(v, list) and bool(v) and all(isinstance(x, dict) for x in v)
+
+    for k, v in data.items():
+        if not isinstance(v, dict) and not is_rows(v):
+            lines.append(f"{k} = {_toml_value(v)}")
+    for k, v in data.items():
+        name = f"{prefix}{k}"
+        if isinstance(v, dict) and not any(isinstance(x, dict) or is_rows(x) for x in v.values()):
+            lines += ["", f"[{name}]"]
+            lines += [f"{sk} = {_toml_value(sv)}" for sk, sv in v.items()]
+        elif isinstance(v, dict):
+            lines += ["", f"[{name}]"]
+            _dump_table(v, f"{name}.", lines)
+        elif is_rows(v):
+            for row in v:
+                lines += ["", f"[[{name}]]"]
+                lines += [f"{rk} = {_toml_value(rv)}" for rk, rv in row.items()]
+
+
 def dump(scenario: Scenario) -> str:
     """The scenario as TOML text that `parse` reads back to an equal Scenario."""
-    data = scenario.model_dump(mode="json", exclude_defaults=True)
-    lines: list[str] = []
-    tables = {k: v for k, v in data.items() if isinstance(v, list) and v and isinstance(v[0], dict)}
-    for k, v in data.items():
-        if k not in tables:
-            lines.append(f"{k} = {_toml_value(v)}")
-    for k, rows in tables.items():
-        for row in rows:
-            lines += ["", f"[[{k}]]"]
-            lines += [f"{rk} = {_toml_value(rv)}" for rk, rv in row.items()]
-    return "\n".join(lines) + "\n"
+    return dump_toml(scenario.model_dump(mode="json", exclude_defaults=True))
