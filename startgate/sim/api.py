@@ -16,6 +16,7 @@ import re
 import shutil
 import ssl
 import subprocess
+import sys
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,8 +24,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from startgate.sim import api_ha, api_routes
 from startgate.sim.acl import ApiError, ApiToken
-from startgate.sim.api_routes import ROUTES, Request
+from startgate.sim.api_routes import Request
 
 if TYPE_CHECKING:
     from startgate.sim.cluster import SimCluster
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 BASE = "/api2/json"
+ROUTES = api_routes.ROUTES + api_ha.ROUTES
 AUTH_FAIL_DELAY_S = 3.0
 
 
@@ -72,6 +75,10 @@ def make_cert(directory: Path) -> tuple[Path, Path] | None:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     ssl_context: ssl.SSLContext | None = None
+
+    def handle_error(self, _request: object, client_address: object) -> None:
+        # A client that hangs up (a test timing out, a killed hook) is not the server's problem.
+        log.debug("api: connection from %s ended badly: %s", client_address, sys.exc_info()[1])
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         # The TLS handshake runs here, in the request's thread, so a slow client blocks nobody.

@@ -4,21 +4,18 @@ Shapes and privileges follow the real handlers: proxmox/pve-manager PVE/API2/Clu
 `resources`, PVE/API2/Nodes.pm (node index), PVE/API2/Tasks.pm (`node_tasks`: vmid, typefilter,
 errors, source, userfilter, start, limit; `read_task_status`; `read_task_log`); qemu-server
 src/PVE/API2/Qemu.pm and pve-container src/PVE/API2/LXC{,/Status}.pm (`vm_config`, `vm_status`
-with `ha` from PVE::HA::Config::get_service_status, `vm_start`, `vm_stop`); pve-ha-manager
-src/PVE/API2/HA/Status.pm (`status/current`) and src/PVE/API2/HA/Resources.pm (`read`, `update`).
+with `ha` from PVE::HA::Config::get_service_status, `vm_start`, `vm_stop`). HA endpoints: api_ha.py.
 """
 
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from startgate.sim import pvefiles
 from startgate.sim.acl import ApiError, ApiToken, param_error
-from startgate.sim.ha import verbose_state
 from startgate.sim.model import Guest
 from startgate.sim.tasks import Task, Upid
 
@@ -39,14 +36,15 @@ class Request:
 
 
 Handler = Callable[..., Any]
-ROUTES: list[tuple[str, re.Pattern[str], Handler]] = []
+Route = tuple[str, re.Pattern[str], Handler]
+ROUTES: list[Route] = []
 
 
-def route(method: str, pattern: str) -> Callable[[Handler], Handler]:
+def route(method: str, pattern: str, table: list[Route] = ROUTES) -> Callable[[Handler], Handler]:
     """Register a handler for `method` on paths matching `pattern` (groups become arguments)."""
 
     def deco(fn: Handler) -> Handler:
-        ROUTES.append((method, re.compile(pattern), fn))
+        table.append((method, re.compile(pattern), fn))
         return fn
 
     return deco
@@ -323,104 +321,3 @@ def task_log(c: SimCluster, req: Request, node: str, upid: str) -> Any:
     start, limit = _int(req, "start", 0), _int(req, "limit", 50)
     lines = list(task.lines) or ["no content"]
     return [{"n": i + 1, "t": line} for i, line in enumerate(lines) if start <= i < start + limit]
-
-
-@route("GET", r"/cluster/ha/status/current")
-def ha_status(c: SimCluster, req: Request) -> Any:
-    """GET /cluster/ha/status/current: quorum, master, lrm:<node> and service:<sid> entries (Sys.Audit)."""
-    c.acl.check(req.token, "/", "Sys.Audit")
-    with c.lock:
-        up = sorted(n for n, x in c.nodes.items() if x.up)
-        here = up[0] if up else min(c.nodes)
-        q = c.quorate()
-        stamp = int(c.clock.now())
-        when = time.strftime("%a %b %d %H:%M:%S %Y", time.localtime(stamp))
-        out: list[dict[str, Any]] = [
-            {
-                "id": "quorum",
-                "type": "quorum",
-                "node": here,
-                "status": "OK" if q else f"No quorum on node '{here}'!",
-                "quorate": int(q),
-            }
-        ]
-        if q:
-            out.append(
-                {
-                    "id": "master",
-                    "type": "master",
-                    "node": here,
-                    "status": f"{here} (active, {when})",
-                    "timestamp": stamp,
-                }
-            )
-        out += [
-            {
-                "id": f"lrm:{n}",
-                "type": "lrm",
-                "node": n,
-                "status": f"{n} (active, {when})",
-                "timestamp": stamp,
-            }
-            for n in up
-        ]
-        for g in sorted(c.ha.guests(), key=lambda g: g.sid):
-            ha = g.ha_resource()
-            state = verbose_state(ha)
-            out.append({
-                "id": f"service:{g.sid}", "type": "service", "sid": g.sid, "node": g.node,
-                "crm_state": ha.crm_state,
-                "request_state": ha.state, "state": state, "status": f"{g.sid} ({g.node}, {state})",
-                "max_restart": ha.max_restart, "max_relocate": ha.max_relocate,
-            })  # fmt: skip
-    return out
-
-
-def _resource(g: Guest) -> dict[str, Any]:
-    ha = g.ha_resource()
-    text = pvefiles.render_ha_resources([g])
-    return {
-        "sid": g.sid, "type": "vm" if g.kind == "qemu" else "ct", "state": ha.state,
-        "digest": pvefiles.digest(text),
-        "max_restart": ha.max_restart, "max_relocate": ha.max_relocate, "failback": 1,
-    }  # fmt: skip
-
-
-@route("GET", r"/cluster/ha/resources")
-def ha_resources(c: SimCluster, req: Request) -> Any:
-    """GET /cluster/ha/resources (Sys.Audit)."""
-    c.acl.check(req.token, "/", "Sys.Audit")
-    with c.lock:
-        return [_resource(g) for g in sorted(c.ha.guests(), key=lambda g: g.sid)]
-
-
-def _ha_guest(c: SimCluster, sid: str) -> Guest:
-    sid = c.ha.resolve_sid(sid)
-    for g in c.ha.guests():
-        if g.sid == sid:
-            return g
-    raise ApiError(500, f"no such resource '{sid}'")
-
-
-@route("GET", r"/cluster/ha/resources/([^/]+)")
-def ha_resource(c: SimCluster, req: Request, sid: str) -> Any:
-    """GET /cluster/ha/resources/{sid} (Sys.Audit)."""
-    c.acl.check(req.token, "/", "Sys.Audit")
-    with c.lock:
-        return _resource(_ha_guest(c, sid))
-
-
-@route("PUT", r"/cluster/ha/resources/([^/]+)")
-def ha_resource_update(c: SimCluster, req: Request, sid: str) -> Any:
-    """PUT /cluster/ha/resources/{sid} state=...: `error` accepts only `disabled` (Sys.Console)."""
-    c.acl.check(req.token, "/", "Sys.Console")
-    state = req.params.get("state")
-    if state is not None:
-        if state not in {"started", "stopped", "enabled", "disabled", "ignored"}:
-            raise param_error(
-                "state",
-                f"value '{state}' does not have a value in the enumeration "
-                "'started, stopped, enabled, disabled, ignored'",
-            )
-        c.ha.set_state(_ha_guest(c, sid).sid, "started" if state == "enabled" else state)
-    return None

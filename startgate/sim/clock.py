@@ -62,6 +62,11 @@ class SimClock:
                 return False
             self.sleep(min(poll, max(0.0, deadline - self.elapsed())))
 
+    def rebase(self) -> None:
+        """Make `elapsed()` start from 0 again now (an outage's power-on); `now()` stays continuous."""
+        self.epoch += self.elapsed()
+        self._t0 = time.monotonic()
+
     def stop(self) -> None:
         """Wake every sleeper; later sleeps return at once."""
         self._stop.set()

@@ -42,13 +42,14 @@ from startgate.sim import pvefiles
 from startgate.sim import scenario as scn
 from startgate.sim.acl import AUDIT_PRIVS, COORDINATOR_PRIVS, Acl, ApiError, new_token
 from startgate.sim.api import ApiFault, ApiServer
+from startgate.sim.build import guest_from_spec, storages_from_specs
 from startgate.sim.clock import DEFAULT_SCALE, SimClock
 from startgate.sim.events import EventLog
 from startgate.sim.guests import GuestOps
 from startgate.sim.ha import DEFAULT_MAX_WORKERS, HAManager
 from startgate.sim.hooks import HookRunner, SubprocessHookRunner
 from startgate.sim.linstor import FlapWindow, LinstorController
-from startgate.sim.model import Guest, HAResource, Node, Startup, Storage, parse_disk
+from startgate.sim.model import Guest, Node, Storage
 from startgate.sim.nodes import NodeBoot
 from startgate.sim.storage import StoragePlugins
 from startgate.sim.tasks import TaskManager
@@ -92,7 +93,7 @@ class SimCluster:
         self.root = Path()
         self.tls = tls
         self.nodes = {n.name: Node(n.name, n.boot_s, n.cpus) for n in scenario.nodes}
-        self.guests: dict[int, Guest] = {g.vmid: _guest(g) for g in scenario.guests}
+        self.guests: dict[int, Guest] = {g.vmid: guest_from_spec(g) for g in scenario.guests}
         self.storages: dict[str, Storage] = {}
         self.tasks = TaskManager(self.clock)
         self.storage = StoragePlugins(self)
@@ -180,22 +181,8 @@ class SimCluster:
         self.close()
 
     def _make_storages(self) -> None:
-        specs = list(self.scenario.storages)
-        if not any(s.id == "local" for s in specs):
-            specs.insert(
-                0,
-                scn.StorageSpec(
-                    id="local",
-                    type="dir",
-                    path="/var/lib/vz",
-                    content=["iso", "vztmpl", "backup", "snippets"],
-                ),
-            )
-        for s in specs:
-            ctrls = tuple(self.controllers[g].address for g in s.controller_gates)
-            self.storages[s.id] = Storage(
-                s.id, s.type, tuple(s.content), s.path, s.shared, ctrls, s.resourcegroup, tuple(s.keep_res)
-            )
+        addresses = {name: c.address for name, c in self.controllers.items()}
+        self.storages = storages_from_specs(self.scenario.storages, addresses)
 
     def _apply_faults(self) -> None:
         for f in self.scenario.faults:
@@ -381,24 +368,3 @@ class SimCluster:
     def controller_flapping(self, gate: str, from_s: float, until_s: float, period_s: float) -> None:
         """The gate's /health alternates 500/200 every period_s within the window."""
         self.controllers[gate].state.flaps.append(FlapWindow(from_s, until_s, period_s))
-
-
-def _guest(spec: scn.GuestSpec) -> Guest:
-    volumes = tuple(parse_disk(d, spec.vmid, spec.type, i) for i, d in enumerate(spec.disks))
-    ha_spec = spec.ha_spec()
-    ha = None
-    if ha_spec is not None:
-        sid = f"{'vm' if spec.type == 'qemu' else 'ct'}:{spec.vmid}"
-        ha = HAResource(sid, ha_spec.state, ha_spec.max_restart, ha_spec.max_relocate)
-    return Guest(
-        vmid=spec.vmid,
-        kind=spec.type,
-        name=spec.name or f"{'vm' if spec.type == 'qemu' else 'ct'}{spec.vmid}",
-        node=spec.node,
-        volumes=volumes,
-        onboot=spec.onboot,
-        startup=Startup.parse(spec.startup) if spec.startup else Startup(),
-        tags=tuple(spec.tags),
-        lock=spec.lock,
-        ha=ha,
-    )

@@ -20,6 +20,7 @@ import json
 import logging
 import random
 import socket
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -161,7 +162,7 @@ class LinstorController:
         return out
 
     def _listen(self) -> None:
-        server = ThreadingHTTPServer((self.address, LINSTOR_PORT), _handler(self))
+        server = _QuietServer((self.address, LINSTOR_PORT), _handler(self))
         server.daemon_threads = True
         self._server = server
         self._thread = threading.Thread(
@@ -184,6 +185,11 @@ class LinstorController:
         """Stop listening for good."""
         with self._lock:
             self._unlisten()
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, _request: object, client_address: object) -> None:
+        log.debug("linstor: connection from %s ended badly: %s", client_address, sys.exc_info()[1])
 
 
 def _node_entry(name: str, typ: str, status: str) -> dict[str, object]:

@@ -18,9 +18,13 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from startgate.sim.clock import SimClock
-from startgate.sim.hooks import HookResult
+from startgate.sim.hooks import HookResult, InProcessHookRunner
+
+if TYPE_CHECKING:
+    from startgate.sim.cluster import SimCluster
 
 POLL_S = 1.0
 
@@ -83,12 +87,23 @@ def wait_forever(controllers: list[str], sleep: Callable[[float], bool]) -> bool
     return True
 
 
-class NaiveHook:
-    """The naive hook as an in-process function for `InProcessHookRunner` (fast property tests)."""
+Probe = Callable[[list[str]], bool]
 
-    def __init__(self, clock: SimClock, config_dir: Path) -> None:
+
+class NaiveHook:
+    """The naive hook as an in-process function for `InProcessHookRunner` (fast property tests).
+
+    `probe` answers "does any of these controllers answer /health 200?" (default: real HTTP);
+    `poll_s` is the simulated time between probes.
+    """
+
+    def __init__(
+        self, clock: SimClock, config_dir: Path, probe: Probe = controller_answers, poll_s: float = POLL_S
+    ) -> None:
         self._clock = clock
         self._config_dir = config_dir
+        self._probe = probe
+        self._poll_s = poll_s
 
     def __call__(self, vmid: int, phase: str, env: Mapping[str, str]) -> HookResult:
         """Block in pre-start until the guest's controller answers; other phases pass."""
@@ -97,9 +112,37 @@ class NaiveHook:
         ctrls = guest_controllers(self._config_dir, env["STARTGATE_SIM_NODE"], vmid)
         if not ctrls:
             return HookResult(0, ())
-        if wait_forever(ctrls, self._clock.sleep):
-            return HookResult(0, (f"naive hook: controller answered, starting {vmid}",))
-        return HookResult(1, ("naive hook: interrupted",))
+        while not self._probe(ctrls):
+            if not self._clock.sleep(self._poll_s):
+                return HookResult(1, ("naive hook: interrupted",))
+        return HookResult(0, (f"naive hook: controller answered, starting {vmid}",))
+
+
+SNIPPET = "naive-hook"
+
+
+def attach(sim: SimCluster, *, in_process: bool = True, poll_s: float = POLL_S) -> None:
+    """Install the naive hook on every node and set it on every gate member (call before boot_all).
+
+    In-process, it probes the sim's controllers directly instead of over HTTP (same answer, far
+    fewer threads waking up), so property tests can play many clusters quickly.
+    """
+    text = f"#!/bin/sh\nexec '{sys.executable}' -m startgate.sim.naive_hook \"$@\"\n"
+    volid = ""
+    for node in sim.nodes:
+        volid = sim.install_snippet(node, SNIPPET, text)
+    for g in list(sim.guests.values()):
+        if sim.member_gates(g):
+            sim.set_hookscript(g.vmid, volid)
+    if in_process:
+
+        def probe(addresses: list[str]) -> bool:
+            return any(
+                (c := sim.controller_at(a.partition(":")[0])) is not None and c.healthy_now()
+                for a in addresses
+            )
+
+        sim.hook_runner = InProcessHookRunner(NaiveHook(sim.clock, sim.config_dir, probe, poll_s))
 
 
 def main(argv: list[str]) -> int:

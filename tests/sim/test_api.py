@@ -55,7 +55,7 @@ def test_resources_nodes_config_and_status_shapes(make_sim: SimFactory) -> None:
         make_sim,
         extra_guests=[
             {"vmid": 101, "node": "pve2", "disks": ["drbdstorage"], "onboot": True, "startup": "order=2,up=5",
-             "tags": ["web", "prod"], "ha": True},
+             "tags": ["web", "prod"], "ha": {"state": "stopped"}},
             {"vmid": 105, "type": "lxc", "node": "pve3", "disks": ["drbdstorage:vm-105-disk-0,size=8G"]},
         ],
     )  # fmt: skip
@@ -67,7 +67,7 @@ def test_resources_nodes_config_and_status_shapes(make_sim: SimFactory) -> None:
     assert res[101]["type"] == "qemu"
     assert res[101]["node"] == "pve2"
     assert res[101]["tags"] == "web;prod"
-    assert res[101]["hastate"] in {"started", "stopped"}
+    assert res[101]["hastate"] == "stopped"
     assert res[105]["type"] == "lxc"
     assert "hastate" not in res[105]
     conf = api.data("GET", "/nodes/pve2/qemu/101/config")

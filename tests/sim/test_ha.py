@@ -1,4 +1,4 @@
-"""The HA stack: hastart, restart -> relocate -> error, the error -> disabled -> started rule, worker slots."""
+"""The HA stack: hastart, restart -> relocate -> error, error -> disabled -> started, LRM worker slots."""
 
 from __future__ import annotations
 
