@@ -74,6 +74,7 @@ def make_cert(directory: Path) -> tuple[Path, Path] | None:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128
     ssl_context: ssl.SSLContext | None = None
 
     def handle_error(self, _request: object, client_address: object) -> None:

@@ -166,7 +166,9 @@ class GuestOps:
             return str(exc)
         env = {"PVE_MIGRATED_FROM": ""} if guest.kind == "qemu" else {}
         env |= c.hook_env | {"STARTGATE_SIM_NODE": node, "STARTGATE_SIM_CONFIG_DIR": str(c.config_dir)}
+        task.step = f"hook {phase}"
         result = c.hook_runner(script, guest.vmid, phase, env)
+        task.step = ""
         for line in result.output:
             task.log(line)
         c.events.add("hook", node=node, vmid=guest.vmid, detail=f"{phase} exit {result.exit_code}")

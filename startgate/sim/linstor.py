@@ -188,6 +188,9 @@ class LinstorController:
 
 
 class _QuietServer(ThreadingHTTPServer):
+    # Many starts probe /health at once after an outage; the default backlog of 5 drops SYNs.
+    request_queue_size = 128
+
     def handle_error(self, _request: object, client_address: object) -> None:
         log.debug("linstor: connection from %s ended badly: %s", client_address, sys.exc_info()[1])
 

@@ -50,7 +50,7 @@ class SimResult:
     events: list[SimEvent]
     outcomes: list[Outcome]
     invariants: InvariantReport
-    blocked_tasks: list[str] = field(default_factory=list)  # UPIDs still running at the end
+    blocked_tasks: list[str] = field(default_factory=list)  # start tasks still inside pre-start at the end
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -60,7 +60,7 @@ class SimResult:
 
     @property
     def stalled(self) -> bool:
-        """True when should-run guests are stopped while start tasks are still stuck."""
+        """True when should-run guests are stopped while start tasks are still stuck in their hook."""
         return bool(self.invariants.by_rule("should_run")) and bool(self.blocked_tasks)
 
 
@@ -167,7 +167,7 @@ def run_outage(
         on_progress(progress(sim))
     events = sim.events.snapshot()
     outs = outcomes(sim)
-    blocked = [t.text for t in sim.tasks.running() if t.upid.type in {"qmstart", "vzstart"}]
+    blocked = [t.text for t in sim.tasks.running() if t.step == "hook pre-start"]
     return SimResult(
         scenario=scn.name,
         scale=sim.clock.scale,

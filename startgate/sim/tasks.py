@@ -68,6 +68,7 @@ class Task:
     lines: list[str] = field(default_factory=list)
     endtime: int | None = None
     exitstatus: str | None = None
+    step: str = ""  # what the worker is doing now (e.g. "hook pre-start"), for stall reports
     done: threading.Event = field(default_factory=threading.Event, repr=False)
 
     @property
