@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 
 from startgate import __version__
-from startgate.commands import config_cmd, events, hook_cmd
+from startgate.commands import config_cmd, events, hook_cmd, sim_cmd
 from startgate.commands._common import EXIT_NOT_OK, EXIT_OK, EXIT_USAGE
 from startgate.errors import ConfigError, StartgateError
 
@@ -60,6 +60,7 @@ def root(
 config_cmd.register(app)
 events.register(app)
 hook_cmd.register(app)
+sim_cmd.register(app)
 
 
 def main() -> None:

@@ -73,3 +73,16 @@ class ProxmoxError(StartgateError):
 
 class SpoolError(StartgateError):
     """The durable spool directory could not be written or read."""
+
+
+class ScenarioError(ConfigError):
+    """A simulation scenario file is missing, unreadable or invalid (each problem names the key)."""
+
+    def __init__(self, path: str, problems: list[str]) -> None:
+        super().__init__(path, problems)
+        lines = "\n".join(f"  {p}" for p in problems)
+        self.args = (f"{path}: invalid scenario\n{lines}",)
+
+
+class SimError(StartgateError):
+    """The simulated cluster could not be set up or run (ports, certificates, a missing broker)."""

@@ -1,0 +1,58 @@
+"""The invariant checker judges runs from events and outcomes; faults like a lost node are survived by HA."""
+
+from __future__ import annotations
+
+from startgate.sim.events import SimEvent
+from startgate.sim.invariants import Outcome, check
+from startgate.sim.runner import run_outage
+from tests.sim.conftest import SimFactory, scenario
+
+
+def _outcome(vmid: int, *, running: bool, wanted: bool = True, healthy: bool = True) -> Outcome:
+    return Outcome(vmid, "VM", f"vm{vmid}", "pve1", None, wanted, True, ("linstor",), healthy, running)
+
+
+def test_checker_flags_each_rule() -> None:
+    """A stopped should-run guest, a start with an unhealthy gate, and a double start are each reported."""
+    events = [
+        SimEvent(10.0, "guest_running", vmid=101, unhealthy_gates=("linstor",)),
+        SimEvent(12.0, "guest_running", vmid=102),
+        SimEvent(13.0, "guest_running", vmid=102),
+        SimEvent(14.0, "guest_running", vmid=103),
+        SimEvent(15.0, "guest_stopped", vmid=103),
+        SimEvent(16.0, "guest_running", vmid=103),
+    ]
+    outs = [_outcome(101, running=True), _outcome(102, running=True), _outcome(103, running=True)]
+    outs += [
+        _outcome(104, running=False),
+        _outcome(105, running=False, healthy=False),
+        _outcome(106, running=False, wanted=False),
+    ]
+    report = check(events, outs)
+    assert [v.vmid for v in report.by_rule("gated")] == [101]
+    assert [v.vmid for v in report.by_rule("twice")] == [102]
+    assert [v.vmid for v in report.by_rule("should_run")] == [104]
+    assert not report.ok
+    assert check([SimEvent(1.0, "guest_running", vmid=101)], [_outcome(101, running=True)]).ok
+
+
+def test_ha_guest_of_a_node_that_never_returns_is_recovered(make_sim: SimFactory) -> None:
+    """With pve3 gone for good, its HA guest is fenced and recovered to another node and runs."""
+    s = scenario(
+        extra_guests=[
+            {"vmid": 101, "node": "pve3", "disks": ["local-lvm"], "ha": True},
+            {"vmid": 102, "node": "pve3", "disks": ["local-lvm"], "onboot": True},
+        ],
+        faults=[{"kind": "node_never_returns", "node": "pve3"}],
+        quiet_s=60,
+        fence_after_s=60,
+    )
+    sim = make_sim(s)
+    result = run_outage(sim)
+    final = {o.vmid: o for o in result.outcomes}
+    assert final[101].running
+    assert final[101].node != "pve3"
+    assert not final[102].running
+    assert not final[102].should_run  # its node never came back
+    assert "vm:101 fence -> recovery" in [e.detail for e in result.events if e.kind == "ha_state"]
+    assert result.ok
