@@ -103,6 +103,12 @@ def _pending(sim: SimCluster) -> bool:
     with sim.lock:
         if any(not n.up and not n.never_returns for n in sim.nodes.values()):
             return True
+        # An HA service on a dead node waits for fencing and recovery (pve-ha-manager
+        # src/PVE/HA/Manager.pm `next_state_fence`): the outage is not over until it moved.
+        if any(n.up for n in sim.nodes.values()) and any(
+            g.ha_managed and wanted(sim, g.vmid) and not sim.nodes[g.node].up for g in sim.guests.values()
+        ):
+            return True
     # A startall still running is a task: it counts below while young, or while it makes events.
     for ctrl in sim.controllers.values():
         if ctrl.state.listening and not ctrl.state.healthy and not ctrl.state.never_healthy:
