@@ -68,6 +68,7 @@ class GuestEvent(Message):
     gates: list[GateName] = []
     ha: bool | None = None
     error: Text | None = None  # an internal error that made the hook allow the start anyway
+    ticket: Annotated[str, Field(max_length=64)] | None = None  # the release ticket this allow used
 
 
 class HeldStart(Message):

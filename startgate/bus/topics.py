@@ -9,10 +9,10 @@ This module is on the hookscript's hot path: it imports only the standard librar
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from startgate.errors import TopicError
 from startgate.names import check_name, check_vmid
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: hot path (see startgate._lite)
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -92,7 +92,9 @@ class MemberRun:
         )
         self.deliver([self.event_message(event)])
 
-    def allow(self, guest_type: str, reason: str, gates: tuple[str, ...]) -> Outcome:
+    def allow(
+        self, guest_type: str, reason: str, gates: tuple[str, ...], ticket: str | None = None
+    ) -> Outcome:
         """Allow the start: publish the event, print why."""
         event = payloads.guest_event(
             time=self.run.clock.wall(),
@@ -103,6 +105,7 @@ class MemberRun:
             decision="allow",
             reason=reason,
             gates=gates,
+            ticket=ticket,
         )
         self.deliver([self.event_message(event)])
         return Outcome(EXIT_ALLOW, f"startgate: {label(guest_type, self.vmid)} may start: {reason}")
@@ -155,7 +158,7 @@ class MemberRun:
         problem = self.record_ticket(ticket.ticket_id)
         if problem:
             reason += f" (could not record its use: {problem})"
-        return self.allow(guest.type, reason, gates)
+        return self.allow(guest.type, reason, gates, ticket=ticket.ticket_id)
 
     def hold(
         self,

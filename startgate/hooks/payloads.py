@@ -53,6 +53,7 @@ def guest_event(
     gates: tuple[str, ...] | list[str] = (),
     ha: bool | None = None,
     error: str | None = None,
+    ticket: str | None = None,
 ) -> dict[str, Any]:
     """A `guest/<vmid>/event` payload (messages.GuestEvent)."""
     return {
@@ -68,6 +69,7 @@ def guest_event(
         "gates": list(gates),
         "ha": ha,
         "error": None if error is None else _text(error),
+        "ticket": ticket,
     }
 
 

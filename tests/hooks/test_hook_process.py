@@ -178,6 +178,7 @@ def test_a_release_ticket_is_honoured_once(
     (event,) = events(watch, node, 101)
     assert event.decision == "allow"
     assert ticket.event_id in event.reason
+    assert event.ticket == ticket.event_id
     assert node.run(101).code == 1  # same ticket: used
 
     old = messages.Ticket(time=now - 120, vmid=101, expires=now - 60)
