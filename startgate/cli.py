@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 
 from startgate import __version__
-from startgate.commands import config_cmd, events, hook_cmd, sim_cmd
+from startgate.commands import config_cmd, control, events, hook_cmd, sim_cmd, status
 from startgate.commands._common import EXIT_NOT_OK, EXIT_OK, EXIT_USAGE
 from startgate.errors import ConfigError, StartgateError
 
@@ -61,6 +61,8 @@ config_cmd.register(app)
 events.register(app)
 hook_cmd.register(app)
 sim_cmd.register(app)
+status.register(app)
+control.register(app)
 
 
 def main() -> None:
