@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -85,37 +84,27 @@ def events(
     ] = 0,
 ) -> None:
     """Print the cluster's bus traffic, decoded, one line per message (retained state first)."""
-    from startgate.bus.inbox import ValidatingInbox  # noqa: PLC0415 - keep `startgate --help` light
-    from startgate.bus.mqtt import LinkUp, subscribers_from_config  # noqa: PLC0415
-    from startgate.bus.topics import Topics  # noqa: PLC0415
+    from startgate.bus.mqtt import LinkUp  # noqa: PLC0415 - keep `startgate --help` light
+    from startgate.commands._bus import cluster_topics, reader  # noqa: PLC0415
 
     cfg = load_config(ctx)
-    topics = Topics(cfg.bus.topic_prefix, cfg.cluster)
-    group = subscribers_from_config(
-        cfg.bus,
-        client_id=f"startgate-events-{uuid.uuid4().hex[:12]}",
-        topics=[topics.everything],
-        persistent=False,
-    )
-    inbox = ValidatingInbox(group.get, topics, counters=group.counters, keep_invalid=True)
-    group.start()
+    topics = cluster_topics(cfg)
     printed = 0
-    try:
-        group.wait_ready(cfg.bus.connect_timeout_s + 1.0, every=False)
-        deadline = None if follow else time.monotonic() + wait
-        while count == 0 or printed < count:
-            remaining = 0.5 if deadline is None else deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            item = inbox.get(min(remaining, 0.5))
-            if item is None or isinstance(item, LinkUp):
-                continue
-            typer.echo(render(item, topics, as_json=as_json))
-            printed += 1
-    except KeyboardInterrupt:
-        pass
-    finally:
-        group.stop()
+    with reader(cfg, [topics.everything], who="events", keep_invalid=True) as rd:
+        try:
+            rd.group.wait_ready(cfg.bus.connect_timeout_s + 1.0, every=False)
+            deadline = None if follow else time.monotonic() + wait
+            while count == 0 or printed < count:
+                remaining = 0.5 if deadline is None else deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                item = rd.inbox.get(min(remaining, 0.5))
+                if item is None or isinstance(item, LinkUp):
+                    continue
+                typer.echo(render(item, topics, as_json=as_json))
+                printed += 1
+        except KeyboardInterrupt:
+            pass
 
 
 def register(app: typer.Typer) -> None:
