@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 
 from startgate import __version__
-from startgate.commands import config_cmd, control, events, hook_cmd, sim_cmd, status
+from startgate.commands import config_cmd, control, doctor, events, hook_cmd, sim_cmd, status
 from startgate.commands._common import EXIT_NOT_OK, EXIT_OK, EXIT_USAGE
 from startgate.errors import ConfigError, StartgateError
 
@@ -63,6 +63,7 @@ hook_cmd.register(app)
 sim_cmd.register(app)
 status.register(app)
 control.register(app)
+doctor.register(app)
 
 
 def main() -> None:
