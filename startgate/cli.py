@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 
 from startgate import __version__
-from startgate.commands import config_cmd, control, doctor, events, hook_cmd, sim_cmd, status
+from startgate.commands import attach, config_cmd, control, doctor, events, hook_cmd, sim_cmd, status, why
 from startgate.commands._common import EXIT_NOT_OK, EXIT_OK, EXIT_USAGE
 from startgate.errors import ConfigError, StartgateError
 
@@ -64,6 +64,8 @@ sim_cmd.register(app)
 status.register(app)
 control.register(app)
 doctor.register(app)
+why.register(app)
+attach.register(app)
 
 
 def main() -> None:

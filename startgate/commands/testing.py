@@ -4,14 +4,19 @@
   `coordinator/reply/<request id>` with whatever its `answer` function returns (None: stay
   silent, like a cluster without a coordinator). It records the commands it saw.
 - `publish_retained`: put retained messages on a broker (the state `status` and `queue` read).
+- `fake_pvesh`: a `pvesh` for PATH that records its argv and edits the guest configs like the
+  real one would (for `attach` / `detach`).
 """
 
 from __future__ import annotations
 
+import json
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from types import TracebackType
 
 from startgate.bus import messages as m
@@ -104,3 +109,45 @@ def topic_of(topics: Topics, msg: m.Message) -> str:
     if isinstance(msg, m.CoordinatorStatus):
         return topics.coordinator_status()
     raise TypeError(f"{type(msg).__name__} is not retained state")
+
+
+_FAKE_PVESH = '''#!{python}
+"""A fake pvesh: records its argv, then applies `set .../config --hookscript X | --delete hookscript`."""
+import json, os, sys
+from pathlib import Path
+
+argv = sys.argv[1:]
+with open({log!r}, "a") as f:
+    f.write(json.dumps(argv) + "\\n")
+if len(argv) < 2 or argv[0] != "set":
+    sys.exit(2)
+parts = argv[1].strip("/").split("/")  # nodes <node> <qemu|lxc> <vmid> config
+if os.environ.get("FAKE_PVESH_FAIL") == parts[3]:
+    print("500 unable to set hookscript: simulated failure", file=sys.stderr)
+    sys.exit(255)
+sub = "qemu-server" if parts[2] == "qemu" else "lxc"
+conf = Path({config_dir!r}) / "nodes" / parts[1] / sub / (parts[3] + ".conf")
+lines = [ln for ln in conf.read_text().splitlines() if not ln.startswith("hookscript:")]
+if "--hookscript" in argv:
+    lines.append("hookscript: " + argv[argv.index("--hookscript") + 1])
+conf.write_text("\\n".join(lines) + "\\n")
+'''
+
+
+def fake_pvesh(bin_dir: Path, log: Path, config_dir: Path) -> Path:
+    """Install a fake `pvesh` in `bin_dir` that logs its argv (JSON lines in `log`) and edits the configs.
+
+    `$FAKE_PVESH_FAIL=<vmid>` makes it fail for that guest the way pvesh reports an API error.
+    """
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    path = bin_dir / "pvesh"
+    path.write_text(_FAKE_PVESH.format(python=sys.executable, log=str(log), config_dir=str(config_dir)))
+    path.chmod(0o755)
+    return path
+
+
+def pvesh_calls(log: Path) -> list[list[str]]:
+    """The argv of every fake pvesh call so far."""
+    if not log.exists():
+        return []
+    return [json.loads(line) for line in log.read_text().splitlines()]
