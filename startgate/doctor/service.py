@@ -72,6 +72,14 @@ def token(cfg: Config, fetch: FetchPermissions, *, ha_guests: int) -> list[Findi
                     f"and put its secret in {px.token_secret_file}",
                 )
             ]
+        if exc.status in {404, 501}:
+            return [
+                warn(
+                    name,
+                    f"{px.url} does not offer /access/permissions ({exc}): privileges unchecked",
+                    "run doctor against a real Proxmox VE API (pveproxy on port 8006)",
+                )
+            ]
         return [fail(name, f"cannot reach the API: {exc}", "check proxmox.url and proxmox.verify_tls")]
     out = [ok(name, f"token {px.token_id} authenticates at {px.url}")]
     missing = [p for p in VM_PRIVS if not _granted(perms, p, ["/vms"])]
