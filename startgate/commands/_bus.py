@@ -4,8 +4,11 @@
   behind a validating inbox (copies of one message are seen once), closed on exit. It leaves
   nothing behind on the brokers.
 - `read_state(cfg)`: the retained state (`ClusterState`): gates, held starts, nodes, the
-  coordinator, tickets, and which brokers answered. The broker sends retained messages right
-  after the SUBACK, so once every broker is subscribed, a short quiet spell ends the read.
+  coordinator, tickets, and which brokers answered. Each broker is read with the one-shot
+  client (startgate.bus.oneshot), whose PINGREQ after the SUBSCRIBE is a barrier: when the
+  PINGRESP arrives, every retained message has arrived, so nothing is missed and nothing waits.
+- `watch_state(cfg, render)`: the same state kept live by a subscriber on every broker; a short
+  quiet spell after a change ends each update (so a burst is shown once).
 - `ask(cfg, command, timeout)`: publish a `Command` and wait for the coordinator's `Reply` on
   `coordinator/reply/<request id>` (subscribed on every broker *before* publishing, so a fast
   answer is not missed).
@@ -18,6 +21,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -28,6 +32,7 @@ if TYPE_CHECKING:
     from startgate.bus.inbox import ValidatingInbox
     from startgate.bus.messages import Command, Reply
     from startgate.bus.mqtt import SubscriberGroup
+    from startgate.bus.oneshot import LinkOptions
     from startgate.bus.topics import Topics
     from startgate.config import Config
 
@@ -118,13 +123,69 @@ def drain(rd: Reader, state: ClusterState, *, settle: float, limit: float) -> bo
     return changed
 
 
-def read_state(cfg: Config, *, settle: float = SETTLE_S, limit: float = 5.0) -> ClusterState:
-    """The retained state from every broker that answers; BrokerUnavailableError if none does."""
+def _link_options(cfg: Config) -> LinkOptions:
+    from startgate.bus import oneshot  # noqa: PLC0415 - keep `startgate --help` light
+    from startgate.config import read_secret  # noqa: PLC0415
+
+    bus = cfg.bus
+    password = read_secret(bus.password_file, "bus.password_file") if bus.password_file else None
+    return oneshot.LinkOptions(
+        brokers=tuple(oneshot.BrokerAddress.parse(b) for b in bus.brokers),
+        username=bus.username,
+        password=password,
+        tls_ca=str(bus.tls_ca) if bus.tls_ca else None,
+        tls_cert=str(bus.tls_cert) if bus.tls_cert else None,
+        tls_key=str(bus.tls_key) if bus.tls_key else None,
+        protocol=bus.protocol,
+        keepalive=bus.keepalive_s,
+        client_prefix="startgate-cli",
+    )
+
+
+def _retained_from(
+    url: str, opts: LinkOptions, filters: list[str], timeout: float
+) -> tuple[BrokerState, dict[str, bytes]]:
+    """One broker's retained messages, read up to a PINGREQ/PINGRESP barrier (so none is missed)."""
+    from startgate.bus import oneshot  # noqa: PLC0415
+    from startgate.deadline import Deadline  # noqa: PLC0415
+
+    deadline = Deadline(timeout)
+    try:
+        conn = oneshot.Connection.open(oneshot.BrokerAddress.parse(url), opts, deadline)
+    except (BusError, TimeoutError, OSError) as exc:
+        return BrokerState(url, False, str(exc) or "no answer in time"), {}
+    try:
+        found, denied = conn.retained(filters, deadline)
+    except (BusError, TimeoutError, OSError) as exc:
+        return BrokerState(url, False, str(exc) or "no answer in time"), {}
+    finally:
+        conn.close(deadline)
+    error = f"subscription denied: {', '.join(sorted(denied))}" if denied else ""
+    return BrokerState(url, True, error), found
+
+
+def read_state(cfg: Config) -> ClusterState:
+    """The retained state from every broker that answers, read in parallel (BrokerUnavailableError: none)."""
+    from startgate.bus.inbox import Invalid, validate  # noqa: PLC0415
+    from startgate.bus.values import Message  # noqa: PLC0415
+
     topics = cluster_topics(cfg)
-    state = ClusterState()
-    with reader(cfg, state_filters(topics), who="cli") as rd:
-        state.brokers = rd.wait_ready(cfg.bus.connect_timeout_s + 0.5)
-        drain(rd, state, settle=settle, limit=limit)
+    opts = _link_options(cfg)
+    filters = state_filters(topics)
+    timeout = cfg.bus.connect_timeout_s + 1.0
+    with ThreadPoolExecutor(max_workers=len(cfg.bus.brokers)) as pool:
+        results = list(pool.map(lambda url: _retained_from(url, opts, filters, timeout), cfg.bus.brokers))
+    state = ClusterState(brokers=tuple(b for b, _ in results))
+    if not state.reachable:
+        why = "; ".join(f"{b.url}: {b.error}" for b in state.brokers)
+        raise BrokerUnavailableError(f"no broker answered within {timeout:.1f}s ({why})")
+    for broker, found in results:  # brokers in list order: on a tie the first copy stays
+        for topic, payload in sorted(found.items()):
+            item = validate(topics, Message(topic, payload, True, broker.url))
+            if isinstance(item, Invalid):
+                state.invalid += 1
+            else:
+                state.apply(item.message)
     return state
 
 

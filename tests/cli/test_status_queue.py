@@ -13,7 +13,10 @@ from typer.testing import CliRunner
 
 from startgate.bus import messages as m
 from startgate.bus.broker import MosquittoProcess, free_port
+from startgate.bus.mqtt import ClientSettings, Publisher
+from startgate.bus.topics import Topics
 from startgate.cli import app
+from startgate.commands.testing import publish_retained
 from tests.cli.conftest import Invoke, coordinator, health, held, node, write_config
 
 pytestmark = pytest.mark.broker
@@ -168,3 +171,28 @@ def test_queue_watch_prints_again_when_the_queue_changes(invoke: Invoke, seed: S
     assert "101" in screens[0]
     assert "102" not in screens[0]
     assert "102" in screens[1]
+
+
+def test_newest_copy_wins_across_brokers_and_garbage_is_skipped(
+    *,
+    tmp_path: Path,
+    config_dir: Path,
+    topic_prefix: str,
+    session_broker: MosquittoProcess,
+    broker: MosquittoProcess,
+    fast: ClientSettings,
+) -> None:
+    """A broker that missed an update cannot roll the picture back; an invalid payload is skipped."""
+    topics = Topics(topic_prefix, "pve1")
+    old = health(False, checked_at=time.time() - 30)
+    new = health(True)
+    publish_retained(session_broker.url, topics, fast, [old, coordinator()])
+    publish_retained(broker.url, topics, fast, [new])
+    with Publisher([broker.url], fast) as pub:
+        pub.publish(topics.held(101), b"{not json", retain=True)
+    cfg = write_config(tmp_path / "sg.toml", [session_broker.url, broker.url], topic_prefix, config_dir)
+    result = CliRunner().invoke(app, ["--config", str(cfg), "status", "--json"])
+    data = json.loads(result.stdout)
+    assert data["gates"][0]["health"]["healthy"] is True
+    assert data["held"] == 0
+    assert [b["ready"] for b in data["brokers"]] == [True, True]
