@@ -181,7 +181,7 @@ def _run(changes: list[Change], *, dry_run: bool, as_json: bool) -> None:
     raise typer.Exit(EXIT_NOT_OK if bad else EXIT_OK)
 
 
-VmidArgs = Annotated[list[str] | None, typer.Argument(help="VMIDs", show_default=False, metavar="[VMID...]")]
+VmidArgs = Annotated[list[str] | None, typer.Argument(help="VMIDs", show_default=False, metavar="VMID")]
 DryRun = Annotated[bool, typer.Option("--dry-run", "-n", help="print the changes, make none")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="the changes as JSON")]
 

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from startgate.bus.messages import Reply
     from startgate.config import Config
 
-VmidArgs = Annotated[list[str] | None, typer.Argument(help="VMIDs", show_default=False, metavar="VMID...")]
+VmidArgs = Annotated[list[str] | None, typer.Argument(help="VMIDs", show_default=False, metavar="VMID")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print the coordinator's reply as JSON")]
 TimeoutOpt = Annotated[
     float, typer.Option("--timeout", min=0.1, help="seconds to wait for the coordinator's answer")
