@@ -107,6 +107,16 @@ def version(_c: SimCluster, _req: Request) -> Any:
     return {"version": PVE_VERSION, "release": "9.1", "repoid": "simulated"}
 
 
+@route("GET", r"/access/permissions")
+def permissions(_c: SimCluster, req: Request) -> Any:
+    """The caller's own effective privileges: ACL path -> {privilege: propagate}.
+
+    proxmox/pve-access-control src/PVE/API2/AccessControl.pm `permissions` (every user or token may
+    read its own); the simulator grants privileges on `/` only, and they propagate.
+    """
+    return {"/": dict.fromkeys(sorted(req.token.privileges), 1)}
+
+
 @route("GET", r"/nodes")
 def nodes(c: SimCluster, _req: Request) -> Any:
     """GET /nodes: every node with its online state."""

@@ -90,14 +90,11 @@ def test_attach_dry_run_on_the_simulated_cluster(sim: Sim) -> None:
 
 
 def test_doctor_reads_the_simulated_storage_ha_and_api(sim: Sim) -> None:
-    """storage.cfg and ha/resources.cfg as the simulator writes them pass; the sim's API has no
-    /access/permissions, which doctor reports as unchecked rather than as a failure."""
+    """storage.cfg, ha/resources.cfg and the token's privileges, as the simulator has them, pass."""
     fake_systemctl(sim.tmp / "bin")
     result = sim.run("doctor", "--json", "--root", str(sim.tmp / "root"))
     checks = json.loads(result.stdout)["checks"]
     by = {(c["check"], c["status"]) for c in checks}
     assert ("storage drbdstorage", "ok") in by
     assert ("gate linstor VM", "ok") in by  # HA-managed, state started
-    assert ("api token", "warn") in by
-    token = next(c for c in checks if c["check"] == "api token")
-    assert "does not offer /access/permissions" in token["message"]
+    assert ("api token", "ok") in by

@@ -49,6 +49,15 @@ def test_token_without_powermgmt_gets_403_on_start(make_sim: SimFactory) -> None
     assert r.status_code == 403
 
 
+def test_access_permissions_lists_the_callers_own_privileges(make_sim: SimFactory) -> None:
+    """/access/permissions maps `/` to each privilege of the calling token (propagating)."""
+    sim = make_sim(scenario())
+    mine = Api(sim).data("GET", "/access/permissions")
+    assert mine == {"/": dict.fromkeys(sorted(sim.token.privileges), 1)}
+    audit = Api(sim, sim.audit_token).data("GET", "/access/permissions")
+    assert set(audit["/"]) == {"VM.Audit", "Sys.Audit"}
+
+
 def test_resources_nodes_config_and_status_shapes(make_sim: SimFactory) -> None:
     """cluster/resources, nodes, config and status/current answer in the real shapes."""
     sim = _booted(
