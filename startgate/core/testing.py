@@ -1,0 +1,437 @@
+"""A tiny deterministic cluster that drives the pure core, for property tests and benchmarks.
+
+It is a discrete-event simulation (no I/O, no clock): guests, a boot-time startall, a hook that
+decides from the health and tickets the coordinator published, an HA stack reduced to its states,
+containers that fail in the storage plugin before the hook, and gates whose health follows a
+script. It answers every action the core emits and checks the core's promises as it goes (see
+`World.violations`). The simulated Proxmox API of startgate.sim is the full-size counterpart.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from startgate.bus.messages import GateHealth, GuestEvent, Ticket
+from startgate.core import persist, release
+from startgate.core.actions import (
+    Action,
+    ClearRetained,
+    FollowTask,
+    ObserveGuest,
+    ProbeGate,
+    Publish,
+    Reconcile,
+    SetHaState,
+    StartGuest,
+    Wake,
+)
+from startgate.core.events import (
+    Event,
+    GuestObserved,
+    HaStateResult,
+    LockAcquired,
+    NodeObserved,
+    ProbeResult,
+    ReconcileDone,
+    Started,
+    StartResult,
+    TaskObserved,
+    TaskResult,
+    Tick,
+)
+from startgate.core.machine import step
+from startgate.core.model import GuestType, Settings, State, initial_state, order_key
+
+
+@dataclass
+class Guest:
+    """One simulated guest; it starts once and then runs for the rest of the run."""
+
+    vmid: int
+    node: str
+    type: GuestType = "qemu"
+    gates: tuple[str, ...] = ("linstor",)
+    order: int | None = None
+    up: float | None = None
+    ha: bool = False
+    onboot: bool = True
+    start_s: float = 1.0  # how long a successful start task takes
+    failures: int = 0  # starts that fail (after the hook allowed them) before one succeeds
+    status: Literal["stopped", "starting", "running"] = "stopped"
+    ha_state: str | None = None
+    last_ran: float | None = None
+
+
+@dataclass
+class Task:
+    """A start task: ends at `end`, ok or not."""
+
+    upid: str
+    vmid: int
+    node: str
+    end: float
+    ok: bool
+    exitstatus: str
+
+
+@dataclass
+class World:
+    """The cluster, the coordinator's core, and the record of what happened."""
+
+    settings: Settings
+    guests: dict[int, Guest]
+    gate_flips: dict[str, Sequence[float]]  # gate -> times its truth flips (starts unhealthy)
+    parallel_startall: bool = False
+    restart_at: float | None = None  # the coordinator is killed here and restarts from its state file
+    restart_gap_s: float = 5.0
+    api_s: float = 0.05
+    now: float = 0.0
+    state: State = field(init=False)
+    queue: list[tuple[float, int, Event | _Boot | _Running]] = field(default_factory=list)
+    seq: int = 0
+    health: dict[str, bool] = field(default_factory=dict)  # what the coordinator published
+    tickets: dict[int, float] = field(default_factory=dict)
+    tasks: dict[str, Task] = field(default_factory=dict)
+    followed: set[str] = field(default_factory=set)
+    failed_tasks: list[Task] = field(default_factory=list)
+    wakes: set[float] = field(default_factory=set)
+    starts: Counter[int] = field(default_factory=Counter)
+    released_at: dict[int, float] = field(default_factory=dict)
+    violations: list[str] = field(default_factory=list)
+    steps: int = 0
+
+    def __post_init__(self) -> None:
+        self.state = initial_state(self.settings, "world")
+        self.nodes = sorted({g.node for g in self.guests.values()})
+
+    # -- the truth ------------------------------------------------------------------------------
+    def gate_up(self, gate: str, t: float) -> bool:
+        """The gate's real health at `t` (unhealthy until its first flip)."""
+        return sum(1 for f in self.gate_flips.get(gate, ()) if f <= t) % 2 == 1
+
+    def healthy_from(self) -> float:
+        """From when on every gate stays healthy (inf if some gate ends unhealthy)."""
+        last = 0.0
+        for gate in (g.name for g in self.settings.gates):
+            flips = list(self.gate_flips.get(gate, ()))
+            if len(flips) % 2 == 0:
+                return float("inf")
+            last = max(last, flips[-1])
+        return last
+
+    # -- scheduling -----------------------------------------------------------------------------
+    def at(self, t: float, ev: Event | _Boot | _Running) -> None:
+        """Deliver `ev` to the core at time `t`."""
+        self.seq += 1
+        heapq.heappush(self.queue, (t, self.seq, ev))
+
+    def boot(self) -> None:
+        """All nodes boot at 0: the coordinator starts and leads; startall tries every onboot guest."""
+        self.at(0.0, Started())
+        self.at(0.0, LockAcquired())
+        for node in self.nodes:
+            todo = sorted(
+                (g for g in self.guests.values() if g.node == node and g.onboot and not g.ha),
+                key=lambda g: (order_key(g.order), g.vmid),
+            )
+            for i, g in enumerate(todo):
+                self.at(0.01 if self.parallel_startall else 0.01 + 0.1 * i, _Boot(g.vmid))
+        for g in self.guests.values():
+            if g.ha:
+                g.ha_state = "started"
+                self.at(0.5, _Boot(g.vmid))  # the LRM's first try
+
+    def run(self, until: float) -> None:
+        """Process events up to `until`."""
+        while self.queue and self.queue[0][0] <= until:
+            if self.restart_at is not None and self.queue[0][0] >= self.restart_at:
+                self._restart(self.restart_at)
+                self.restart_at = None
+            t, _, ev = heapq.heappop(self.queue)
+            self.now = max(self.now, t)
+            if isinstance(ev, _Boot):
+                self._boot_start(ev.vmid)
+                continue
+            if isinstance(ev, _Running):
+                self._running(ev.vmid)
+                continue
+            if isinstance(ev, Tick):
+                self.wakes.discard(t)
+            before = self.state
+            self.state, actions = step(self.state, ev, self.now)
+            self.steps += 1
+            self._check(before, self.state, actions)
+            for a in actions:
+                self._do(a)
+
+    def _restart(self, t: float) -> None:
+        """SIGKILL: every answer in flight is lost; the new process restores the persisted state."""
+        self.now = max(self.now, t)
+        saved = json.loads(json.dumps(persist.to_dict(self.state)))
+        self.state = persist.from_dict(saved, self.settings, "world2")
+        self.queue = [item for item in self.queue if isinstance(item[2], _Boot | _Running)]
+        heapq.heapify(self.queue)
+        self.followed.clear()
+        self.wakes.clear()
+        self.at(t + self.restart_gap_s, Started())
+        self.at(t + self.restart_gap_s, LockAcquired())
+
+    # -- the hook and the start paths ----------------------------------------------------------
+    def _hook_allows(self, g: Guest) -> bool:
+        if self.tickets.get(g.vmid, -1.0) > self.now:
+            del self.tickets[g.vmid]
+            allowed = True
+        else:
+            allowed = all(self.health.get(name, False) for name in g.gates)
+        if allowed:
+            self.at(self.now + self.api_s, self._event(g, "pre-start", "allow"))
+        return allowed
+
+    def _event(self, g: Guest, phase: str, decision: str | None = None) -> GuestEvent:
+        return GuestEvent(
+            time=self.now,
+            vmid=g.vmid,
+            node=g.node,
+            type=g.type,
+            phase=phase,
+            decision=decision,
+            reason="gate unhealthy" if decision == "hold" else "",
+            gates=list(g.gates),
+            ha=g.ha,
+        )
+
+    def _running(self, vmid: int) -> None:
+        g = self.guests[vmid]
+        g.status = "running"
+        g.last_ran = self.now
+        self.at(self.now + self.api_s, self._event(g, "post-start"))
+
+    def _refuse(self, g: Guest) -> None:
+        self.at(self.now + self.api_s, self._event(g, "pre-start", "hold"))
+
+    def _boot_start(self, vmid: int) -> None:
+        g = self.guests[vmid]
+        if g.status != "stopped":
+            return
+        if g.ha:
+            self._lrm_start(g)
+            return
+        self._start_task(g, from_core=False)
+
+    def _start_task(self, g: Guest, *, from_core: bool) -> Task:
+        self.seq += 1
+        upid = f"UPID:{g.node}:{self.seq:08X}:0:0:{'qmstart' if g.type == 'qemu' else 'vzstart'}:{g.vmid}:x:"
+        plugin_down = g.type == "lxc" and not all(self.gate_up(n, self.now) for n in g.gates)
+        if plugin_down:  # containers fail in the storage plugin, before the hook
+            task = Task(upid, g.vmid, g.node, self.now + 0.2, ok=False, exitstatus="no LINSTOR controller")
+        elif not self._hook_allows(g):
+            self._refuse(g)
+            task = Task(upid, g.vmid, g.node, self.now + 0.1, ok=False, exitstatus="hookscript error")
+        else:
+            task = self._run_start(g, upid)
+        self.tasks[upid] = task
+        if not task.ok:
+            self.failed_tasks.append(task)
+        if from_core and upid in self.followed:
+            self.at(task.end, TaskResult(vmid=g.vmid, upid=upid, ok=task.ok, exitstatus=task.exitstatus))
+        return task
+
+    def _run_start(self, g: Guest, upid: str | None) -> Task:
+        if g.failures > 0:
+            g.failures -= 1
+            return Task(upid or "", g.vmid, g.node, self.now + 0.3, ok=False, exitstatus="start failed")
+        if g.status != "stopped":
+            self.violations.append(f"{self.now:.2f}: guest {g.vmid} started while {g.status}")
+        g.status = "starting"
+        self.starts[g.vmid] += 1
+        if self.starts[g.vmid] > 1:
+            self.violations.append(f"{self.now:.2f}: guest {g.vmid} started twice")
+        end = self.now + g.start_s
+        self.at(end, _Running(g.vmid))
+        return Task(upid or "", g.vmid, g.node, end, ok=True, exitstatus="OK")
+
+    # -- actions --------------------------------------------------------------------------------
+    def _do(self, a: Action) -> None:  # noqa: PLR0912 - one branch per action type, like the core's table
+        t = self.now + self.api_s
+        if isinstance(a, ProbeGate):
+            ok = self.gate_up(a.gate, self.now)
+            nodes = frozenset(self.nodes) if ok else None
+            self.at(t, ProbeResult(gate=a.gate, ok=ok, latency_ms=1.0, nodes_online=nodes))
+        elif isinstance(a, StartGuest):
+            g = self.guests[a.vmid]
+            if g.ha:
+                self.violations.append(f"{self.now:.2f}: API start of HA-managed guest {g.vmid}")
+            if g.status != "stopped":
+                self.at(
+                    t, StartResult(vmid=a.vmid, error="already running", status=500, already_running=True)
+                )
+                return
+            task = self._start_task(g, from_core=True)
+            self.at(t, StartResult(vmid=a.vmid, upid=task.upid))
+        elif isinstance(a, FollowTask):
+            self.followed.add(a.upid)
+            task = self.tasks[a.upid]
+            if task.end <= self.now:
+                self.at(t, TaskResult(vmid=a.vmid, upid=a.upid, ok=task.ok, exitstatus=task.exitstatus))
+            else:
+                self.at(
+                    task.end, TaskResult(vmid=a.vmid, upid=a.upid, ok=task.ok, exitstatus=task.exitstatus)
+                )
+        elif isinstance(a, SetHaState):
+            self._ha(a, t)
+        elif isinstance(a, ObserveGuest):
+            self.at(t, self._observe(self.guests[a.vmid], t))
+        elif isinstance(a, Reconcile):
+            self._reconcile(a, t)
+        elif isinstance(a, Publish):
+            if isinstance(a.message, GateHealth):
+                self.health[a.message.gate] = a.message.healthy
+            elif isinstance(a.message, Ticket):
+                self.tickets[a.message.vmid] = a.message.expires
+        elif isinstance(a, ClearRetained):
+            if a.kind == "ticket" and isinstance(a.key, int):
+                self.tickets.pop(a.key, None)
+        elif isinstance(a, Wake):
+            when = max(a.at, self.now)
+            if when not in self.wakes:
+                self.wakes.add(when)
+                self.at(when, Tick())
+
+    def _ha(self, a: SetHaState, t: float) -> None:
+        g = self.guests[a.vmid]
+        if not g.ha:
+            self.violations.append(f"{self.now:.2f}: HA change for guest {g.vmid}, which is not HA-managed")
+        if a.state == "disabled":
+            g.ha_state = "disabled"
+            self.at(t, HaStateResult(vmid=a.vmid, state="disabled", ok=True))
+            return
+        if g.ha_state == "error":  # pve-ha-manager API2/HA/Resources.pm check_service_state
+            self.at(
+                t, HaStateResult(vmid=a.vmid, state="started", ok=False, error="in error state", status=500)
+            )
+            return
+        g.ha_state = "started"
+        self.at(t, HaStateResult(vmid=a.vmid, state="started", ok=True))
+        if g.status == "stopped":
+            self._lrm_start(g)
+
+    def _lrm_start(self, g: Guest) -> None:
+        # The LRM's restart -> relocate -> error cycle is folded into one step (pve-ha-manager LRM.pm).
+        if not self._hook_allows(g):
+            self._refuse(g)
+            g.ha_state = "error"
+        elif not self._run_start(g, None).ok:
+            g.ha_state = "error"
+
+    def _observe(self, g: Guest, t: float) -> GuestObserved:
+        return GuestObserved(
+            vmid=g.vmid,
+            node=g.node,
+            type=g.type,
+            status="running" if g.status == "running" else "stopped",
+            gates=g.gates,
+            onboot=g.onboot,
+            order=g.order,
+            up=g.up,
+            ha_managed=g.ha,
+            ha_state=g.ha_state,
+            last_ran=g.last_ran,
+            starting=g.status == "starting",
+            observed_at=t,
+        )
+
+    def _reconcile(self, a: Reconcile, t: float) -> None:
+        nodes = a.nodes or tuple(self.nodes)
+        for node in nodes:
+            self.at(t, NodeObserved(node=node, online=True, boot_time=0.0, startall_done=self.now > 5.0))
+        for g in self.guests.values():
+            if g.node in nodes:
+                self.at(t, self._observe(g, t))
+        for task in self.failed_tasks:
+            if task.node in nodes and task.end <= self.now:
+                ev = TaskObserved(
+                    node=task.node,
+                    upid=task.upid,
+                    vmid=task.vmid,
+                    type="vzstart" if self.guests[task.vmid].type == "lxc" else "qmstart",
+                    endtime=task.end,
+                    ok=False,
+                    exitstatus=task.exitstatus,
+                )
+                self.at(t, ev)
+        self.at(t, ReconcileDone())
+
+    # -- the core's promises --------------------------------------------------------------------
+    def _check(self, before: State, after: State, actions: tuple[Action, ...]) -> None:
+        released = [a.vmid for a in actions if isinstance(a, StartGuest)]
+        released += [a.vmid for a in actions if isinstance(a, SetHaState) and a.state == "started"]
+        for vmid in released:
+            self.released_at[vmid] = self.now
+            e = after.held.get(vmid)
+            if e is None or e.state != "releasing":
+                self.violations.append(f"{self.now:.2f}: guest {vmid} released without a releasing entry")
+                continue
+            ok = all(after.gates[n].healthy and e.node in after.gates[n].nodes_online for n in e.gates) or (
+                vmid in after.tickets and after.tickets[vmid].expires > self.now
+            )
+            if not ok:
+                self.violations.append(f"{self.now:.2f}: guest {vmid} released while a gate is unhealthy")
+        self._check_pacing(before, after, actions)
+
+    def _check_pacing(self, before: State, after: State, actions: tuple[Action, ...]) -> None:
+        was = {v for v, e in before.held.items() if e.state == "releasing"}
+        new = {a.vmid for a in actions if isinstance(a, StartGuest | SetHaState)} - was
+        by_node: dict[str, list[int]] = {}
+        for e in after.held.values():
+            if e.state == "releasing":
+                by_node.setdefault(e.node, []).append(order_key(e.order))
+        for node, orders in by_node.items():
+            if len(orders) > self.settings.max_parallel_starts:
+                self.violations.append(f"{self.now:.2f}: {len(orders)} starts in flight on {node}")
+            if len(set(orders)) > 1:
+                self.violations.append(
+                    f"{self.now:.2f}: order levels {sorted(set(orders))} in flight on {node}"
+                )
+        for vmid in new:
+            entry = after.held.get(vmid)
+            if entry is None:
+                continue
+            e = entry
+            lower = [
+                o.vmid
+                for o in after.held.values()
+                if o.node == e.node
+                and order_key(o.order) < order_key(e.order)
+                and release.is_candidate(after, o, self.now)
+            ]
+            if lower:
+                self.violations.append(
+                    f"{self.now:.2f}: {vmid} released before lower-order {lower} on {e.node}"
+                )
+            was_idle = not any(o.state == "releasing" and o.node == e.node for o in before.held.values())
+            pacing = before.pacing.get(e.node)
+            if was_idle and pacing is not None and self.now < pacing.not_before:
+                self.violations.append(f"{self.now:.2f}: {vmid} released during the up= delay on {e.node}")
+
+    def finish_check(self) -> list[str]:
+        """Liveness: once every gate stays healthy, every guest ends running and nothing is held."""
+        problems = list(self.violations)
+        stopped = sorted(v for v, g in self.guests.items() if g.status != "running")
+        if stopped:
+            problems.append(f"not running at the end: {stopped}; held: {dict(self.state.held.items())}")
+        return problems
+
+
+@dataclass(frozen=True)
+class _Boot:
+    vmid: int
+
+
+@dataclass(frozen=True)
+class _Running:
+    vmid: int
