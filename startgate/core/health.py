@@ -24,7 +24,7 @@ def schedule_probes(state: State, out: Out) -> State:
     for spec in state.settings.gates:
         g = gates[spec.name]
         if g.probing_since is not None:
-            if now - g.probing_since >= stall:
+            if now >= g.probing_since + stall:  # the very sum the Wake asked for (float rounding)
                 state = dataclasses.replace(state, gates=gates)
                 result = ProbeResult(
                     gate=spec.name, ok=False, detail=f"probe did not answer within {stall:g}s"

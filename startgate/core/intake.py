@@ -174,7 +174,7 @@ def on_held_start(state: State, msg: HeldStart, out: Out) -> State:
         return lifecycle.put_new(state, entry, out)
     # A follower mirrors the leader's records, so it is warm when it takes over.
     entry = lifecycle.entry_from_record(msg, lost_track=False, now=out.now)
-    return dataclasses.replace(state, held=state.held.set(msg.vmid, entry))
+    return lifecycle.store(state, msg.vmid, entry)
 
 
 def on_cleared(state: State, msg: Cleared, out: Out) -> State:
@@ -186,7 +186,7 @@ def on_cleared(state: State, msg: Cleared, out: Out) -> State:
         return dataclasses.replace(state, tickets=state.tickets.remove(key))
     if msg.ref.kind == HELD and not state.leader and key in state.held:
         tomb = state.tombstones.set(key, Tombstone(at=out.now))
-        return dataclasses.replace(state, held=state.held.remove(key), tombstones=tomb)
+        return dataclasses.replace(lifecycle.store(state, key, None), tombstones=tomb)
     return state
 
 

@@ -8,15 +8,17 @@ Every change goes through `move`, which refuses a transition the table does not 
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final, Literal
 
 from startgate.bus.messages import HeldStart
 from startgate.bus.topics import HELD, TICKET
 from startgate.core.actions import ClearRetained, ObserveGuest, Publish
-from startgate.core.model import EntryState, GuestInfo, HeldEntry, NodePacing, State, Tombstone
+from startgate.core.model import EntryState, GuestInfo, HeldEntry, NodePacing, State, Tombstone, order_key
 from startgate.core.out import Out
+from startgate.core.pmap import PMap
 
 CLEARED: Final = "cleared"
 Target = EntryState | Literal["cleared"]
@@ -78,6 +80,60 @@ def target(entry: HeldEntry, trigger: Trigger) -> Target:
         ) from None
 
 
+def _key(e: HeldEntry) -> tuple[int, int]:
+    return (order_key(e.order), e.vmid)
+
+
+def store(state: State, vmid: int, new: HeldEntry | None) -> State:
+    """Put (or with None, remove) one entry, keeping the per-node indexes in step."""
+    old = state.held.get(vmid)
+    held = state.held.remove(vmid) if new is None else state.held.set(vmid, new)
+    index = state.order_index
+    if old is None or new is None or old.node != new.node or old.order != new.order:
+        index = dict(index)
+        if old is not None:
+            rest = tuple(k for k in index.get(old.node, ()) if k[1] != vmid)
+            if rest:
+                index[old.node] = rest
+            else:
+                index.pop(old.node, None)
+        if new is not None:
+            keys = list(index.get(new.node, ()))
+            bisect.insort(keys, _key(new))
+            index[new.node] = tuple(keys)
+    inflight = state.inflight
+    was = old is not None and old.state == "releasing"
+    now = new is not None and new.state == "releasing"
+    if was != now or (was and now and old is not None and new is not None and old.node != new.node):
+        inflight = dict(inflight)
+        if old is not None and was:
+            left = inflight.get(old.node, frozenset()) - {vmid}
+            if left:
+                inflight[old.node] = left
+            else:
+                inflight.pop(old.node, None)
+        if new is not None and now:
+            inflight[new.node] = inflight.get(new.node, frozenset()) | {vmid}
+    return dataclasses.replace(state, held=held, order_index=index, inflight=inflight)
+
+
+def with_entries(state: State, entries: Iterable[HeldEntry]) -> State:
+    """`state` holding exactly `entries` (restoring a state file), indexes built in one go."""
+    held = PMap((e.vmid, e) for e in entries)
+    index: dict[str, list[tuple[int, int]]] = {}
+    inflight: dict[str, set[int]] = {}
+    for e in held.values():
+        index.setdefault(e.node, []).append(_key(e))
+        if e.state == "releasing":
+            inflight.setdefault(e.node, set()).add(e.vmid)
+    return dataclasses.replace(
+        state,
+        held=held,
+        order_index={n: tuple(sorted(keys)) for n, keys in index.items()},
+        inflight={n: frozenset(v) for n, v in inflight.items()},
+    )
+
+
 def move(state: State, entry: HeldEntry, trigger: Trigger, out: Out, **changes: Any) -> State:
     """Apply `trigger` to `entry` (with field `changes`), store it and note what must follow."""
     to = target(entry, trigger)
@@ -89,13 +145,13 @@ def move(state: State, entry: HeldEntry, trigger: Trigger, out: Out, **changes: 
     out.changed.add(entry.vmid)  # the release pass also looks at its node if it became a candidate
     if entry.state == "releasing" and (new.state != "releasing" or new.node != entry.node):
         out.touch(entry.node)  # a slot on its node is free
-    return dataclasses.replace(state, held=state.held.set(entry.vmid, new))
+    return store(state, entry.vmid, new)
 
 
 def put_new(state: State, entry: HeldEntry, out: Out) -> State:
     """Add a new entry (a refusal or a discovery)."""
     out.changed.add(entry.vmid)
-    return dataclasses.replace(state, held=state.held.set(entry.vmid, entry))
+    return store(state, entry.vmid, entry)
 
 
 def clear(state: State, entry: HeldEntry, trigger: Literal["started", "dropped"], out: Out) -> State:
@@ -103,7 +159,6 @@ def clear(state: State, entry: HeldEntry, trigger: Literal["started", "dropped"]
     if target(entry, trigger) != CLEARED:
         raise TransitionError(f"held start {entry.vmid}: {trigger} does not clear")
     now = out.now
-    held = state.held.remove(entry.vmid)
     tomb = state.tombstones.set(entry.vmid, Tombstone(at=now, dropped=trigger == "dropped"))
     pacing = state.pacing
     if trigger == "started" and entry.state == "releasing" and entry.up:
@@ -113,7 +168,7 @@ def clear(state: State, entry: HeldEntry, trigger: Literal["started", "dropped"]
     out.changed.add(entry.vmid)
     if entry.state == "releasing":
         out.touch(entry.node)
-    state = dataclasses.replace(state, held=held, tombstones=tomb, pacing=pacing)
+    state = dataclasses.replace(store(state, entry.vmid, None), tombstones=tomb, pacing=pacing)
     return consume_ticket(state, entry.vmid, out)
 
 

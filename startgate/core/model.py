@@ -215,6 +215,11 @@ class State:
     nodes: Mapping[str, NodeInfo] = field(default_factory=dict)
     guests: PMap[int, GuestInfo] = field(default_factory=PMap)
     held: PMap[int, HeldEntry] = field(default_factory=PMap)
+    # Derived from `held` (kept by lifecycle.store): per node, every entry as (order key, vmid) in
+    # release order, and the entries with a release in flight. They keep a release pass per node
+    # proportional to what it releases, not to the size of the queue.
+    order_index: Mapping[str, tuple[tuple[int, int], ...]] = field(default_factory=dict)
+    inflight: Mapping[str, frozenset[int]] = field(default_factory=dict)
     tickets: PMap[int, TicketRec] = field(default_factory=PMap)
     tombstones: PMap[int, Tombstone] = field(default_factory=PMap)
     pacing: Mapping[str, NodePacing] = field(default_factory=dict)

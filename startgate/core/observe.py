@@ -121,7 +121,7 @@ def _discover_ha(state: State, g: GuestInfo, out: Out) -> State:
         return _found(state, lifecycle.entry_from_guest(g, now, "HA resource in error state"), out)
     if g.stuck_since is None:
         return state
-    if now - g.stuck_since >= state.settings.ha_stuck_s:
+    if now >= g.stuck_since + state.settings.ha_stuck_s:
         entry = lifecycle.entry_from_guest(g, now, "HA start stuck: started but not running", stuck=True)
         return _found(state, entry, out)
     out.wake_at(g.stuck_since + state.settings.ha_stuck_s)

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from types import UnionType
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
+from startgate.core import lifecycle
 from startgate.core.model import (
     GuestInfo,
     HeldEntry,
@@ -123,9 +124,9 @@ def from_dict(data: Any, settings: Settings, instance: str) -> State:
     guests = [_build(GuestInfo, d, f"guests[{i}]") for i, d in enumerate(_list(data, "guests"))]
     nodes = {str(k): _build(NodeInfo, v, f"nodes.{k}") for k, v in _dict(data, "nodes").items()}
     pacing = {str(k): _build(NodePacing, v, f"pacing.{k}") for k, v in _dict(data, "pacing").items()}
+    state = lifecycle.with_entries(initial_state(settings, instance), held)
     return dataclasses.replace(
-        initial_state(settings, instance),
-        held=PMap((e.vmid, e) for e in held),
+        state,
         tickets=PMap((t.vmid, t) for t in tickets),
         tombstones=PMap(tombs),
         guests=PMap((g.vmid, g) for g in guests),

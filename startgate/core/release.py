@@ -10,8 +10,6 @@ started, otherwise started), never both.
 from __future__ import annotations
 
 import dataclasses
-from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from startgate.bus.messages import Ticket
@@ -76,49 +74,47 @@ def release_pass(state: State, out: Out) -> State:
     if not acting(state):
         return state
     now = out.now
-    nodes = set(out.nodes)
-    if not out.all_nodes:
+    if out.all_nodes:
+        nodes = set(state.order_index)
+    else:
+        nodes = set(out.nodes)
         for vmid in out.changed | out.recheck:
             e = state.held.get(vmid)
             if e is not None and is_candidate(state, e, now):
                 nodes.add(e.node)
-        if not nodes:
-            return state
-    by_node: dict[str, list[HeldEntry]] = defaultdict(list)
-    for e in state.held.values():
-        if out.all_nodes or e.node in nodes:
-            by_node[e.node].append(e)
-    for node in sorted(by_node):
-        state = _release_node(state, node, by_node[node], out)
+    for node in sorted(nodes):
+        state = _release_node(state, node, out)
     return state
 
 
-def _release_node(state: State, node: str, entries: Iterable[HeldEntry], out: Out) -> State:
+def _release_node(state: State, node: str, out: Out) -> State:
     now = out.now
-    inflight: list[HeldEntry] = []
-    cands: list[HeldEntry] = []
-    for e in entries:
-        if e.state == "releasing":
-            inflight.append(e)
-        elif is_candidate(state, e, now):
-            cands.append(e)
+    inflight = state.inflight.get(node, frozenset())
     slots = state.settings.max_parallel_starts - len(inflight)
-    if slots <= 0 or not cands:
+    if slots <= 0:
         return state
-    cands.sort(key=lambda e: (order_key(e.order), e.vmid))
+    wave: int | None = None
     if inflight:
-        wave = min(order_key(e.order) for e in inflight)
+        wave = min(order_key(state.held[v].order) for v in inflight)
     else:
         pacing = state.pacing.get(node)
         if pacing is not None and now < pacing.not_before:
             out.wake_at(pacing.not_before)
             return state
-        wave = order_key(cands[0].order)
-    for e in cands:
-        if slots == 0 or order_key(e.order) != wave:
-            break  # a later level waits until this one has no start in flight
+    for key, vmid in state.order_index.get(node, ()):
+        if wave is not None and key > wave:
+            break
+        e = state.held[vmid]
+        if not is_candidate(state, e, now):
+            continue
+        if wave is None:
+            wave = key
+        elif key != wave:
+            break  # a lower level became ready while a higher one is in flight: it goes next
         state = issue(state, e, out)
         slots -= 1
+        if slots == 0:
+            break
     return state
 
 

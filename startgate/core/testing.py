@@ -16,8 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from startgate.bus.messages import GateHealth, GuestEvent, Ticket
-from startgate.core import persist, release
+from startgate.bus.messages import Cleared, GateHealth, GuestEvent, HeldStart, Ticket
+from startgate.bus.topics import TopicRef
+from startgate.core import lifecycle, persist, release
 from startgate.core.actions import (
     Action,
     ClearRetained,
@@ -62,6 +63,8 @@ class Guest:
     onboot: bool = True
     start_s: float = 1.0  # how long a successful start task takes
     failures: int = 0  # starts that fail (after the hook allowed them) before one succeeds
+    api_errors: int = 0  # start calls answered with HTTP 500 (nothing started) first
+    lost_answer: bool = False  # the first start call starts the guest, but its answer never arrives
     status: Literal["stopped", "starting", "running"] = "stopped"
     ha_state: str | None = None
     last_ran: float | None = None
@@ -89,6 +92,7 @@ class World:
     parallel_startall: bool = False
     restart_at: float | None = None  # the coordinator is killed here and restarts from its state file
     restart_gap_s: float = 5.0
+    failover_at: float | None = None  # the leader dies; another node's coordinator rebuilds from the bus
     api_s: float = 0.05
     now: float = 0.0
     state: State = field(init=False)
@@ -100,6 +104,7 @@ class World:
     followed: set[str] = field(default_factory=set)
     failed_tasks: list[Task] = field(default_factory=list)
     wakes: set[float] = field(default_factory=set)
+    retained: dict[tuple[str, int | str], HeldStart | Ticket] = field(default_factory=dict)
     starts: Counter[int] = field(default_factory=Counter)
     released_at: dict[int, float] = field(default_factory=dict)
     violations: list[str] = field(default_factory=list)
@@ -147,13 +152,22 @@ class World:
                 self.at(0.5, _Boot(g.vmid))  # the LRM's first try
 
     def run(self, until: float) -> None:
-        """Process events up to `until`."""
+        """Process events up to `until` (stopping at a busy loop, which is recorded as a violation)."""
+        same = 0
         while self.queue and self.queue[0][0] <= until:
             if self.restart_at is not None and self.queue[0][0] >= self.restart_at:
                 self._restart(self.restart_at)
                 self.restart_at = None
+            if self.failover_at is not None and self.queue[0][0] >= self.failover_at:
+                self._failover(self.failover_at)
+                self.failover_at = None
             t, _, ev = heapq.heappop(self.queue)
-            self.now = max(self.now, t)
+            if t > self.now:
+                self.now, same = t, 0
+            same += 1
+            if same > 5000:
+                self.violations.append(f"{self.now:.2f}: the core keeps asking for work at the same instant")
+                return
             if isinstance(ev, _Boot):
                 self._boot_start(ev.vmid)
                 continue
@@ -179,6 +193,20 @@ class World:
         self.followed.clear()
         self.wakes.clear()
         self.at(t + self.restart_gap_s, Started())
+        self.at(t + self.restart_gap_s, LockAcquired())
+
+    def _failover(self, t: float) -> None:
+        """The leader's node is gone; a warm follower that only saw the bus takes the lock."""
+        self.now = max(self.now, t)
+        self.queue = [item for item in self.queue if isinstance(item[2], _Boot | _Running)]
+        heapq.heapify(self.queue)
+        self.followed.clear()
+        self.wakes.clear()
+        self.state = initial_state(self.settings, "world3")
+        for ev in [Started(), *self.retained.values()]:  # retained messages arrive on subscribe
+            self.state, actions = step(self.state, ev, self.now)
+            for a in actions:
+                self._do(a)
         self.at(t + self.restart_gap_s, LockAcquired())
 
     # -- the hook and the start paths ----------------------------------------------------------
@@ -267,11 +295,20 @@ class World:
             if g.ha:
                 self.violations.append(f"{self.now:.2f}: API start of HA-managed guest {g.vmid}")
             if g.status != "stopped":
+                self.violations.append(f"{self.now:.2f}: start call for guest {g.vmid}, which is {g.status}")
                 self.at(
                     t, StartResult(vmid=a.vmid, error="already running", status=500, already_running=True)
                 )
                 return
+            if g.api_errors > 0:
+                g.api_errors -= 1
+                self.at(t, StartResult(vmid=a.vmid, error="got timeout", status=500))
+                return
             task = self._start_task(g, from_core=True)
+            if g.lost_answer:
+                g.lost_answer = False
+                self.at(t + 10.0, StartResult(vmid=a.vmid, error="read timeout"))
+                return
             self.at(t, StartResult(vmid=a.vmid, upid=task.upid))
         elif isinstance(a, FollowTask):
             self.followed.add(a.upid)
@@ -289,18 +326,28 @@ class World:
         elif isinstance(a, Reconcile):
             self._reconcile(a, t)
         elif isinstance(a, Publish):
-            if isinstance(a.message, GateHealth):
-                self.health[a.message.gate] = a.message.healthy
-            elif isinstance(a.message, Ticket):
-                self.tickets[a.message.vmid] = a.message.expires
+            self._publish(a, t)
         elif isinstance(a, ClearRetained):
             if a.kind == "ticket" and isinstance(a.key, int):
                 self.tickets.pop(a.key, None)
+            self.retained.pop((a.kind, a.key), None)
+            self.at(t, Cleared(ref=TopicRef(a.kind, a.key)))  # our own clear comes back
         elif isinstance(a, Wake):
             when = max(a.at, self.now)
             if when not in self.wakes:
                 self.wakes.add(when)
                 self.at(when, Tick())
+
+    def _publish(self, a: Publish, t: float) -> None:
+        msg = a.message
+        if isinstance(msg, GateHealth):
+            self.health[msg.gate] = msg.healthy
+        elif isinstance(msg, Ticket):
+            self.tickets[msg.vmid] = msg.expires
+        if isinstance(msg, HeldStart | Ticket):
+            if a.retain:
+                self.retained[("held" if isinstance(msg, HeldStart) else "ticket", msg.vmid)] = msg
+            self.at(t, msg)  # every publication comes back to the subscribed coordinator
 
     def _ha(self, a: SetHaState, t: float) -> None:
         g = self.guests[a.vmid]
@@ -382,6 +429,9 @@ class World:
             if not ok:
                 self.violations.append(f"{self.now:.2f}: guest {vmid} released while a gate is unhealthy")
         self._check_pacing(before, after, actions)
+        fresh = lifecycle.with_entries(after, after.held.values())
+        if (fresh.order_index, fresh.inflight) != (dict(after.order_index), dict(after.inflight)):
+            self.violations.append(f"{self.now:.2f}: the per-node indexes drifted from the held queue")
 
     def _check_pacing(self, before: State, after: State, actions: tuple[Action, ...]) -> None:
         was = {v for v, e in before.held.items() if e.state == "releasing"}

@@ -37,6 +37,8 @@ def guests(draw: st.DrawFn) -> dict[int, Guest]:
             ha=ha,
             start_s=draw(st.sampled_from([0.5, 1.0, 3.0])),
             failures=draw(st.integers(0, 2)),
+            api_errors=draw(st.integers(0, 1)),
+            lost_answer=draw(st.booleans()),
         )
     return out
 
@@ -112,5 +114,24 @@ def test_a_coordinator_killed_at_any_moment_loses_nothing_and_starts_nothing_twi
     world = World(core_settings(limit), guests, {"linstor": linstor, "db": db}, restart_at=restart_at)
     world.boot()
     world.run(until=max(world.healthy_from(), restart_at) + 240.0)
+    assert world.finish_check() == []
+    assert all(world.starts[v] == 1 for v in guests)
+
+
+@settings(max_examples=25)
+@given(
+    guests=guests(),
+    linstor=flips(),
+    db=flips(),
+    failover_at=st.floats(0.0, 150.0),
+    limit=st.integers(1, 4),
+)
+def test_a_new_leader_rebuilding_from_the_bus_loses_nothing_and_starts_nothing_twice(
+    guests: dict[int, Guest], linstor: list[float], db: list[float], failover_at: float, limit: int
+) -> None:
+    """The leader dies at a random moment; a follower that saw only retained messages takes over."""
+    world = World(core_settings(limit), guests, {"linstor": linstor, "db": db}, failover_at=failover_at)
+    world.boot()
+    world.run(until=max(world.healthy_from(), failover_at) + 240.0)
     assert world.finish_check() == []
     assert all(world.starts[v] == 1 for v in guests)

@@ -355,3 +355,17 @@ def test_guest_observed_on_another_node_moves_its_entry() -> None:
     run.send(GuestObserved(vmid=101, node="pve2", type="qemu", status="stopped", gates=("linstor",)))
     assert run.entry(101).node == "pve2"
     assert of(run.healthy(), StartGuest) == [StartGuest(101, "pve2", "qemu")]
+
+
+def test_an_ha_release_pauses_if_the_gate_fails_between_disabled_and_started() -> None:
+    """disabled was set, then the gate failed: `started` waits for the next release, and no try is counted."""
+    run = Run()
+    run.send(observed(101, ha_managed=True, ha_state="error"))
+    run.hold(101, ha=True)
+    run.healthy()
+    run.unhealthy()
+    actions = run.send(HaStateResult(vmid=101, state="disabled", ok=True))
+    assert of(actions, SetHaState) == []
+    e = run.entry(101)
+    assert (e.state, e.ha_state, e.tries) == ("held", "disabled", 0)
+    assert of(run.healthy(), SetHaState) == [SetHaState(101, "qemu", "started")]
