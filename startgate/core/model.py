@@ -73,6 +73,7 @@ class Settings:
     reconcile_interval_s: float = 30.0
     release_timeout_s: float = 300.0  # a release still unconfirmed after this counts as failed
     observe_interval_s: float = 2.0  # how often to look at a guest whose outcome is awaited
+    max_observe: int = 50  # guest look-ups per interval, at most (after a takeover a reconcile does the bulk)
     ha_stuck_s: float = 120.0  # HA says started but the guest stays stopped this long: stuck
     tombstone_ttl_s: float = 86400.0
     probe_stall_s: float = 30.0  # a probe that never answers counts as failed after this

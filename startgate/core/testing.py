@@ -18,7 +18,7 @@ from typing import Literal
 
 from startgate.bus.messages import Cleared, GateHealth, GuestEvent, HeldStart, Ticket
 from startgate.bus.topics import TopicRef
-from startgate.core import lifecycle, persist, release
+from startgate.core import persist, promises
 from startgate.core.actions import (
     Action,
     ClearRetained,
@@ -179,7 +179,11 @@ class World:
             before = self.state
             self.state, actions = step(self.state, ev, self.now)
             self.steps += 1
-            self._check(before, self.state, actions)
+            self.violations += [
+                f"{self.now:.2f}: {p}" for p in promises.check_step(before, self.state, actions, self.now)
+            ]
+            for vmid in promises.released(actions):
+                self.released_at[vmid] = self.now
             for a in actions:
                 self._do(a)
 
@@ -414,60 +418,6 @@ class World:
         self.at(t, ReconcileDone())
 
     # -- the core's promises --------------------------------------------------------------------
-    def _check(self, before: State, after: State, actions: tuple[Action, ...]) -> None:
-        released = [a.vmid for a in actions if isinstance(a, StartGuest)]
-        released += [a.vmid for a in actions if isinstance(a, SetHaState) and a.state == "started"]
-        for vmid in released:
-            self.released_at[vmid] = self.now
-            e = after.held.get(vmid)
-            if e is None or e.state != "releasing":
-                self.violations.append(f"{self.now:.2f}: guest {vmid} released without a releasing entry")
-                continue
-            ok = all(after.gates[n].healthy and e.node in after.gates[n].nodes_online for n in e.gates) or (
-                vmid in after.tickets and after.tickets[vmid].expires > self.now
-            )
-            if not ok:
-                self.violations.append(f"{self.now:.2f}: guest {vmid} released while a gate is unhealthy")
-        self._check_pacing(before, after, actions)
-        fresh = lifecycle.with_entries(after, after.held.values())
-        if (fresh.order_index, fresh.inflight) != (dict(after.order_index), dict(after.inflight)):
-            self.violations.append(f"{self.now:.2f}: the per-node indexes drifted from the held queue")
-
-    def _check_pacing(self, before: State, after: State, actions: tuple[Action, ...]) -> None:
-        was = {v for v, e in before.held.items() if e.state == "releasing"}
-        new = {a.vmid for a in actions if isinstance(a, StartGuest | SetHaState)} - was
-        by_node: dict[str, list[int]] = {}
-        for e in after.held.values():
-            if e.state == "releasing":
-                by_node.setdefault(e.node, []).append(order_key(e.order))
-        for node, orders in by_node.items():
-            if len(orders) > self.settings.max_parallel_starts:
-                self.violations.append(f"{self.now:.2f}: {len(orders)} starts in flight on {node}")
-            if len(set(orders)) > 1:
-                self.violations.append(
-                    f"{self.now:.2f}: order levels {sorted(set(orders))} in flight on {node}"
-                )
-        for vmid in new:
-            entry = after.held.get(vmid)
-            if entry is None:
-                continue
-            e = entry
-            lower = [
-                o.vmid
-                for o in after.held.values()
-                if o.node == e.node
-                and order_key(o.order) < order_key(e.order)
-                and release.is_candidate(after, o, self.now)
-            ]
-            if lower:
-                self.violations.append(
-                    f"{self.now:.2f}: {vmid} released before lower-order {lower} on {e.node}"
-                )
-            was_idle = not any(o.state == "releasing" and o.node == e.node for o in before.held.values())
-            pacing = before.pacing.get(e.node)
-            if was_idle and pacing is not None and self.now < pacing.not_before:
-                self.violations.append(f"{self.now:.2f}: {vmid} released during the up= delay on {e.node}")
-
     def finish_check(self) -> list[str]:
         """Liveness: once every gate stays healthy, every guest ends running and nothing is held."""
         problems = list(self.violations)

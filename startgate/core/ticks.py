@@ -110,7 +110,11 @@ def _look(state: State, e: HeldEntry, scan: _Scan, out: Out) -> None:
         else:
             out.wake_at(e.busy_until)
     if e.needs_check:
-        scan.watch.append(e)
+        due = e.check_after + state.settings.observe_interval_s
+        if now >= due:
+            scan.watch.append(e)  # the reconcile asked for with the doubt had its chance first
+        else:
+            out.wake_at(due)
     if e.state == "held":
         if e.retry_at > now:
             out.wake_at(e.retry_at)
@@ -137,7 +141,8 @@ def _scan(state: State, out: Out) -> tuple[State, Mapping[str, int]]:
         scan.watch.append(e)
     if acting and scan.watch:
         if now >= state.timers.observe_at:
-            for e in scan.watch:
+            scan.watch.sort(key=lambda e: (e.phase != "ha-wait", e.check_after, e.vmid))
+            for e in scan.watch[: s.max_observe]:
                 out.add(ObserveGuest(e.vmid, e.node, e.type))
             timers = dataclasses.replace(state.timers, observe_at=now + s.observe_interval_s)
             state = dataclasses.replace(state, timers=timers)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from startgate.bus.messages import CoordinatorStatus, GateHealth, HeldStart
-from startgate.core.actions import Notify, Persist, Reconcile, StartGuest
+from startgate.core.actions import Notify, ObserveGuest, Persist, Reconcile, StartGuest
 from startgate.core.events import BusConnected, LockAcquired, LockLost, Shutdown, StartResult, Tick
 from tests.core.helpers import Run, observed, of, published, settings
 
@@ -105,3 +105,16 @@ def test_durable_changes_ask_for_persistence() -> None:
     run = Run()
     assert Persist() in run.hold(101)
     assert Persist() not in run.healthy(passes=1)
+
+
+def test_after_a_takeover_guests_are_looked_up_a_few_at_a_time() -> None:
+    """A new leader leaves the bulk to its reconcile, then looks at max_observe guests per interval."""
+    run = Run(settings(max_observe=3, observe_interval_s=2.0), leader=False)
+    for vmid in range(101, 111):
+        run.hold(vmid)
+    run.send(LockAcquired())
+    assert of(run.send(Tick(), after=1.0), ObserveGuest) == []
+    looked = of(run.send(Tick(), after=1.0), ObserveGuest)
+    assert [o.vmid for o in looked] == [101, 102, 103]
+    assert of(run.send(Tick(), after=1.0), ObserveGuest) == []
+    assert len(of(run.send(Tick(), after=1.0), ObserveGuest)) == 3
