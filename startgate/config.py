@@ -138,8 +138,20 @@ class Gate(_Model):
         return self
 
 
+class Identity(_Model):
+    """A broker login for one role (see contrib/mosquitto: node, coordinator, admin users)."""
+
+    username: Annotated[str, Field(min_length=1)]
+    password_file: Path | None = None
+
+
 class Bus(_Model):
-    """The MQTT brokers and how to reach them."""
+    """The MQTT brokers and how to reach them.
+
+    `username`/`password_file` are the node's own login (hookscript, agent, reading the CLI's
+    state). The coordinator and the CLI's commands log in as `coordinator` / `admin` when those
+    are set, because a locked-down broker lets only them write gate health or commands.
+    """
 
     brokers: Annotated[list[str], Field(min_length=1)] = ["mqtt://127.0.0.1:1883"]
     topic_prefix: str = "startgate"
@@ -148,6 +160,8 @@ class Bus(_Model):
     tls_ca: Path | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    coordinator: Identity | None = None
+    admin: Identity | None = None
     protocol: Literal["auto", "5", "3.1.1"] = "auto"  # auto: MQTT v5, falling back to 3.1.1
     keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 30
     connect_timeout_s: PositiveSeconds = 2.0
@@ -183,6 +197,13 @@ class Bus(_Model):
         if self.password_file is not None and self.username is None:
             raise ValueError("password_file needs a username")
         return self
+
+    def as_role(self, role: Literal["node", "coordinator", "admin"]) -> Bus:
+        """These settings with the login of `role` (the node's own when that role has none)."""
+        ident = {"node": None, "coordinator": self.coordinator, "admin": self.admin}[role]
+        if ident is None:
+            return self
+        return self.model_copy(update={"username": ident.username, "password_file": ident.password_file})
 
 
 class Proxmox(_Model):

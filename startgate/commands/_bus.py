@@ -222,7 +222,7 @@ def ask(cfg: Config, command: Command, timeout: float) -> Reply:
     with reader(cfg, [topics.reply(request_id)], who="cli-cmd") as rd:
         rd.wait_ready(cfg.bus.connect_timeout_s + 0.5)
         deadline = time.monotonic() + timeout
-        with publisher_from_config(cfg.bus) as pub:
+        with publisher_from_config(cfg.bus.as_role("admin")) as pub:
             pub.publish(
                 topics.command(command.verb),
                 command.to_json(),

@@ -22,6 +22,10 @@ def check(ctx: typer.Context) -> None:
     secrets = [("proxmox.token_secret_file", cfg.proxmox.token_secret_file)]
     if cfg.bus.password_file is not None:
         secrets.append(("bus.password_file", cfg.bus.password_file))
+    for role in ("coordinator", "admin"):
+        ident = getattr(cfg.bus, role)
+        if ident is not None and ident.password_file is not None:
+            secrets.append((f"bus.{role}.password_file", ident.password_file))
     problems: list[str] = []
     for key, path in secrets:
         try:

@@ -191,3 +191,19 @@ def test_config_check_command(tmp_path: Path) -> None:
     assert res.exit_code == 2
     assert "bogus: unknown key" in res.output
     os.environ.pop("STARTGATE_CONFIG", None)
+
+
+def test_roles_log_in_with_their_own_identity() -> None:
+    """bus.as_role swaps in the coordinator's or admin's login; without one, the node's stays."""
+    cfg = config.parse(
+        MINIMAL
+        + '[bus]\nusername = "pve1"\n'
+        + 'coordinator = { username = "startgate-coordinator", password_file = "/c" }\n'
+    )
+    assert cfg.bus.as_role("node").username == "pve1"
+    coordinator = cfg.bus.as_role("coordinator")
+    assert (coordinator.username, coordinator.password_file) == ("startgate-coordinator", Path("/c"))
+    assert cfg.bus.as_role("admin") is cfg.bus
+    assert any(
+        "bus.admin.username" in p for p in problems(MINIMAL + "[bus]\nadmin = { password_file = '/a' }\n")
+    )

@@ -9,11 +9,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from startgate.bus.broker import find_binary, free_port, wait_for_port, write_password_file
 from startgate.bus.mqtt import Publisher
 from startgate.bus.testing import make_tls_files
+from startgate.bus.topics import Topics
 from startgate.bus.values import ClientSettings
+from startgate.cli import app
+from startgate.commands.testing import FakeCoordinator
 from startgate.errors import BrokerUnavailableError, NotAuthorizedError
 
 CONTRIB = Path(__file__).parents[2] / "contrib" / "mosquitto"
@@ -166,3 +170,57 @@ def test_the_shipped_files_are_used_verbatim_but_for_paths_and_ports(tmp_path: P
         for a, _ in changed
     )
     assert "allow_anonymous false" in moved
+
+
+def _secret(path: Path, value: str) -> Path:
+    path.write_text(value)
+    path.chmod(0o600)
+    return path
+
+
+def test_cli_commands_log_in_as_the_admin_and_the_node_login_cannot_command(
+    locked: LockedBroker, tmp_path: Path
+) -> None:
+    """`startgate release` publishes as bus.admin; with only the node's login the broker refuses it."""
+    node_pw = _secret(tmp_path / "node-pw", USERS["pve1"])
+    admin_pw = _secret(tmp_path / "admin-pw", USERS["startgate-admin"])
+    (tmp_path / "pve" / "nodes" / "pve1" / "qemu-server").mkdir(parents=True)
+    (tmp_path / "pve" / "nodes" / "pve1" / "qemu-server" / "101.conf").write_text(
+        "scsi0: drbdstorage:vm-101-disk-0\n"
+    )
+    base = f"""
+cluster = "c1"
+node = "pve1"
+[bus]
+brokers = ["{locked.plain}"]
+username = "pve1"
+password_file = "{node_pw}"
+[proxmox]
+config_dir = "{tmp_path / "pve"}"
+[[gates]]
+name = "linstor"
+check = {{ kind = "linstor", urls = ["http://127.0.0.1:9"] }}
+storages = ["drbdstorage"]
+"""
+    with_admin = base.replace(
+        f'password_file = "{node_pw}"\n',
+        f'password_file = "{node_pw}"\n'
+        f'admin = {{ username = "startgate-admin", password_file = "{admin_pw}" }}\n',
+    )
+    coord = ClientSettings(
+        protocol="5", username="startgate-coordinator", password=USERS["startgate-coordinator"]
+    )
+    with FakeCoordinator(locked.plain, Topics("startgate", "c1"), coord) as fake:
+        (tmp_path / "admin.toml").write_text(with_admin)
+        ok = CliRunner().invoke(
+            app, ["--config", str(tmp_path / "admin.toml"), "release", "101", "--timeout", "5"]
+        )
+        assert ok.exit_code == 0, ok.output
+        assert [c.vmids for c in fake.commands] == [[101]]
+        (tmp_path / "node.toml").write_text(base)
+        refused = CliRunner().invoke(
+            app, ["--config", str(tmp_path / "node.toml"), "release", "101", "--timeout", "5"]
+        )
+        assert refused.exit_code == 1
+        assert "authori" in refused.output.lower()
+        assert len(fake.commands) == 1
