@@ -7,6 +7,7 @@ bad scenario file or usage.
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Annotated
 
@@ -49,31 +50,34 @@ def _run(
     ctx: typer.Context, scenario: Path, without: bool, json_file: Path | None, scale: float | None
 ) -> None:
     from startgate.sim import report  # noqa: PLC0415 - keep `startgate --help` light
+    from startgate.sim import scenario as scn  # noqa: PLC0415
     from startgate.sim.play import play  # noqa: PLC0415
 
+    scen = scn.load(scenario)
     broker = None if without else _broker_from_config(ctx)
     if scale is None:
         scale = SCALE_WITHOUT if without else SCALE_WITH_STARTGATE
     printer = report.ProgressPrinter()
 
     def say(msg: str) -> None:
-        typer.echo(f"startgate: {msg}", err=True)
+        for line in textwrap.wrap(f"startgate: {msg}", width=report.WIDTH, subsequent_indent="  "):
+            typer.echo(line, err=True)
 
     try:
         result = play(
-            scenario, with_startgate=not without, scale=scale, broker_url=broker, on_progress=printer, say=say
+            scen, with_startgate=not without, scale=scale, broker_url=broker, on_progress=printer, say=say
         )
     finally:
         printer.done()
-    typer.echo("Timeline (simulated seconds since power-on):")
-    for line in report.timeline(result):
-        typer.echo(line)
-    typer.echo("")
-    for line in report.summary(result):
-        typer.echo(line)
-    typer.echo("")
-    for line in report.verdict(result):
-        typer.echo(line)
+    sections = (
+        (f"Scenario {scen.name}: {scen.description}".rstrip(": "), report.header(result)),
+        ("Timeline (simulated seconds since power-on):", report.timeline(result)),
+        ("Guests at the end of the run:", report.summary(result)),
+        ("Verdict:", report.verdict(result)),
+    )
+    for title, lines in sections:
+        for line in [*textwrap.wrap(title, width=report.WIDTH), *lines, ""]:
+            typer.echo(line)
     if json_file is not None:
         report.write_json(result, json_file)
         typer.echo(f"result written to {json_file}")

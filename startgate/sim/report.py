@@ -86,6 +86,15 @@ def _what(e: SimEvent) -> str:
     return fn(e) if fn is not None else e.detail
 
 
+def header(result: SimResult) -> list[str]:
+    """What ran: with or without startgate, and which parts of it."""
+    if result.startgate == MODE_OFF:
+        what = "startgate: OFF (no hook, no agent, no coordinator): the failure startgate exists to prevent"
+    else:
+        what = f"startgate: {result.startgate} on every node"
+    return _wrap(what)
+
+
 def timeline(result: SimResult) -> list[str]:
     """One entry per notable event (time, node, guest, what happened), wrapped to WIDTH."""
     kinds = {o.vmid: o.kind for o in result.outcomes}
@@ -179,7 +188,7 @@ def verdict(result: SimResult) -> list[str]:
         f"ended {result.end} after {result.sim_s:.0f} simulated s ({result.wall_s:.1f} s wall, "
         f"scale {result.scale:g}: 1 simulated s = {result.scale * 1000:g} ms real)"
     )
-    lines = [f"scenario {result.scenario}, startgate: {result.startgate}", ended]
+    lines = _wrap(ended)
     for n in [*result.notes, *hook_timing(result)]:
         lines += _wrap(n, "note: ")
     checks: tuple[tuple[str, Rule], ...] = (

@@ -14,7 +14,7 @@ from startgate.bus.broker import MosquittoProcess
 from startgate.hooks import settings as hook_settings
 from startgate.hooks.snippet import MARKER, shebang_interpreter
 from startgate.sim.cluster import SimCluster
-from startgate.sim.services import NodeFiles
+from startgate.sim.services import NodeFiles, NodeServices, Service
 from startgate.sim.startgate_side import HOOK_VOLID, StartgateSide, command_exists
 from tests.sim.conftest import SimFactory, scenario
 
@@ -117,3 +117,23 @@ def test_coordinator_is_detected_through_the_cli() -> None:
     auto = StartgateSide()
     assert bool(auto.missing()) != command_exists("coordinator")
     assert ("coordinator" in [s.name for s in auto.service_list()]) == command_exists("coordinator")
+
+
+def test_service_command_lines_and_a_service_that_dies_is_reported(
+    make_sim: SimFactory, tmp_path: Path
+) -> None:
+    """Services run as `python -m startgate --config <toml> ...`; one that exits on its own is named."""
+    sim = make_sim(scenario())
+    files = {"pve1": NodeFiles("pve1", tmp_path / "pve1")}
+    files["pve1"].config.parent.mkdir(parents=True)
+    broken = Service("coordinator", ("no-such-command",))
+    services = NodeServices(files, [broken], stop_grace_s=1.0)
+    argv = services.argv("pve1", Service("coordinator", ("coordinator",)))
+    assert argv == [sys.executable, "-m", "startgate", "--config", str(files["pve1"].config), "coordinator"]
+    assert services.env("pve1")["STARTGATE_CONFIG"] == str(files["pve1"].config)
+    assert "NOTIFY_SOCKET" not in services.env("pve1")
+    services.on_power("pve1", True)
+    assert sim.clock.wait_for(lambda: services.running("pve1", "coordinator") is None, 1000, poll=5)
+    services.stop_all()
+    assert [(e.node, e.service, e.code) for e in services.exited] == [("pve1", "coordinator", 2)]
+    assert "no-such-command" in (files["pve1"].logs / "coordinator.log").read_text()

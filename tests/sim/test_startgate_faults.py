@@ -1,0 +1,28 @@
+"""Faults around the real startgate processes on the simulated cluster: the broker down at boot."""
+
+from __future__ import annotations
+
+from startgate.sim.play import play
+from startgate.sim.startgate_side import StartgateSide
+from tests.sim.conftest import scenario
+
+
+def test_held_start_is_spooled_while_the_broker_is_down_and_forwarded_after() -> None:
+    """With the broker down at boot the hook holds and spools; the node's agent forwards it later."""
+    scen = scenario(
+        extra_guests=[{"vmid": 101, "node": "pve2", "disks": ["drbdstorage:vm-101-disk-0"], "onboot": True}],
+        faults=[{"kind": "broker_down", "from_s": 0, "until_s": 40}],
+        quiet_s=60,
+    )
+    side = StartgateSide(coordinator=False)  # its own broker child: only that one can be stopped
+    result = play(scen, with_startgate=True, scale=0.03, side=side)
+    held = [e for e in result.events if e.kind == "held" and e.vmid == 101]
+    assert held
+    assert held[0].t < 40
+    assert held[0].detail.endswith("(recorded locally: no broker answered)")
+    faults = [e.detail for e in result.events if e.kind == "fault"]
+    assert faults[:2] == ["broker down", "broker back"]
+    assert result.bus is not None
+    assert 101 in result.bus.held()
+    assert [e.decision for e in result.bus.guest_events(101)] == ["hold"]
+    assert not result.invariants.by_rule("gated")
