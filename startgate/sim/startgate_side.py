@@ -35,13 +35,21 @@ Coordinator hook point (for the `startgate coordinator` command, detected by ask
 - every interval in REAL seconds (`Timing`): the services run in real time next to the scaled sim
   clock (0.01 real s per simulated s by default), so a 2 s gate interval would be 200 simulated s.
   `lock_timeout_s` is small so a standby takes over from a dead leader within the run.
-`Timing` holds the values; `coordinator_config()` is where a new coordinator key goes.
+`Timing` holds the values; `coordinator_config()` is where a new coordinator key goes, and
+`coordinator_args` the command line after `startgate --config <toml>` (default `coordinator`; the
+node's STARTGATE_CONFIG is set as well, like the systemd unit). A coordinator process that exits
+while its node is up is reported by `problems()` and printed by the demo, never hidden.
+
+On a configured broker (not the sim's own) the topic prefix is one of the run's own
+(`startgate-sim/<id>`), so a demo never writes held records into a real cluster's topics.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from startgate import config as sg_config
@@ -104,12 +112,22 @@ class StartgateSide:
         *,
         coordinator: bool | None = None,
         timing: Timing | None = None,
-        topic_prefix: str = TOPIC_PREFIX,
+        topic_prefix: str | None = None,
+        has_command: Callable[[str], bool] = command_exists,
+        coordinator_args: tuple[str, ...] = ("coordinator",),
     ) -> None:
-        """`coordinator`: None runs it when this build has it, False never (hook and agent only)."""
+        """`coordinator`: None runs it when this build has it, False never (hook and agent only).
+
+        `topic_prefix`: default "startgate" on the sim's own broker; on a configured broker a prefix
+        of its own per run ("startgate-sim/<id>"), so a demo never writes into a real cluster's topics.
+        """
         self._broker_url = broker_url
         self._want_coordinator = coordinator
+        self._has_command = has_command
+        self.coordinator_args = coordinator_args  # after `startgate --config <toml>`
         self.timing = timing or Timing()
+        if topic_prefix is None:
+            topic_prefix = TOPIC_PREFIX if broker_url is None else f"startgate-sim/{uuid.uuid4().hex[:8]}"
         self.topic_prefix = topic_prefix
         self._broker: MosquittoProcess | None = None
         self._tap: BusTap | None = None
@@ -124,7 +142,7 @@ class StartgateSide:
     @property
     def coordinator_available(self) -> bool:
         """True when this build has the `startgate coordinator` command."""
-        return command_exists("coordinator")
+        return self._has_command("coordinator")
 
     @property
     def runs_coordinator(self) -> bool:
@@ -144,7 +162,7 @@ class StartgateSide:
         t = self.timing
         out = [Service("agent", ("agent", "--boot-id-file", "{boot_id}", "--poll", f"{t.agent_poll_s:g}"))]
         if self.runs_coordinator:
-            out.append(Service("coordinator", ("coordinator",)))
+            out.append(Service("coordinator", self.coordinator_args))
         return out
 
     @property
@@ -163,6 +181,8 @@ class StartgateSide:
             self._broker.start()
         elif any(isinstance(f, scn.BrokerDown) for f in sim.scenario.faults):
             self.notes.append("broker_down faults ignored: the broker is the configured one, not ours")
+        # pmxcfs always has /etc/pve/priv/lock; the coordinators mkdir their lock_dir inside it.
+        (sim.config_dir / "priv/lock").mkdir(mode=0o700, parents=True, exist_ok=True)
         configs = {node: self._deploy_node(sim, node) for node in sim.nodes}
         self.members = self.attach(sim, next(iter(configs.values())))
         self._tap = BusTap(self.broker_url, Topics(self.topic_prefix, sim.scenario.cluster)).start()

@@ -1,10 +1,10 @@
-"""Faults around the real startgate processes on the simulated cluster: the broker down at boot."""
+"""Faults around the real startgate processes on the simulated cluster: broker down, a dying service."""
 
 from __future__ import annotations
 
 from startgate.sim.play import play
 from startgate.sim.startgate_side import StartgateSide
-from tests.sim.conftest import scenario
+from tests.sim.conftest import SimFactory, scenario
 
 
 def test_held_start_is_spooled_while_the_broker_is_down_and_forwarded_after() -> None:
@@ -26,3 +26,28 @@ def test_held_start_is_spooled_while_the_broker_is_down_and_forwarded_after() ->
     assert 101 in result.bus.held()
     assert [e.decision for e in result.bus.guest_events(101)] == ["hold"]
     assert not result.invariants.by_rule("gated")
+
+
+def test_a_coordinator_that_dies_is_reported_not_claimed(make_sim: SimFactory) -> None:
+    """When the coordinator is said to exist but its process dies, the side names the death."""
+    sim = make_sim(scenario())
+    side = StartgateSide(has_command=lambda name: True, coordinator_args=("no-such-command",))
+    assert side.missing() == []
+    assert [s.name for s in side.service_list()] == ["agent", "coordinator"]
+    side.start(sim)
+    try:
+        sim.boot.boot("pve1", delay_s=0)
+        services = side.services
+        assert services is not None
+
+        def coordinator_ended() -> bool:
+            # Booting spawned it; once it has ended, a later look finds it gone.
+            return services.spawned == 2 and services.running("pve1", "coordinator") is None
+
+        assert sim.clock.wait_for(coordinator_ended, sim.clock.sim(60.0), poll=sim.clock.sim(0.1))
+        assert services.running("pve1", "agent") is not None
+    finally:
+        side.stop()
+    problems = side.problems()
+    assert len(problems) == 1
+    assert problems[0].startswith("coordinator on pve1 exited with 2 while its node was up")

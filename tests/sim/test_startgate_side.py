@@ -11,6 +11,7 @@ import pytest
 
 from startgate import config as sg_config
 from startgate.bus.broker import MosquittoProcess
+from startgate.bus.topics import Topics
 from startgate.hooks import settings as hook_settings
 from startgate.hooks.snippet import MARKER, shebang_interpreter
 from startgate.sim.cluster import SimCluster
@@ -137,3 +138,12 @@ def test_service_command_lines_and_a_service_that_dies_is_reported(
     services.stop_all()
     assert [(e.node, e.service, e.code) for e in services.exited] == [("pve1", "coordinator", 2)]
     assert "no-such-command" in (files["pve1"].logs / "coordinator.log").read_text()
+
+
+def test_a_configured_broker_gets_a_topic_prefix_of_the_runs_own() -> None:
+    """On the sim's own broker the prefix is "startgate"; on a configured one, one per run."""
+    assert StartgateSide().topic_prefix == "startgate"
+    prefix = StartgateSide(broker_url="mqtt://127.0.0.1:1883").topic_prefix
+    assert prefix.startswith("startgate-sim/")
+    assert prefix != StartgateSide(broker_url="mqtt://127.0.0.1:1883").topic_prefix
+    assert Topics(prefix, "pve1").held(101) == f"{prefix}/pve1/held/101"
