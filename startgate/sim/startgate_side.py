@@ -35,6 +35,10 @@ Coordinator hook point (for the `startgate coordinator` command, detected by ask
 - every interval in REAL seconds (`Timing`): the services run in real time next to the scaled sim
   clock (0.01 real s per simulated s by default), so a 2 s gate interval would be 200 simulated s.
   `lock_timeout_s` is small so a standby takes over from a dead leader within the run.
+Two clocks meet here: the services stamp bus messages with REAL wall time (time.time()), while the
+sim's API reports SIMULATED UNIX times (UPID start times, task lists: `sim.clock.now()`, which
+runs 1/scale times faster). A coordinator must not compare the two (e.g. "this task started
+after that held record"); API times with API times, bus times with its own clock.
 `Timing` holds the values; `coordinator_config()` is where a new coordinator key goes, and
 `coordinator_args` the command line after `startgate --config <toml>` (default `coordinator`; the
 node's STARTGATE_CONFIG is set as well, like the systemd unit). A coordinator process that exits
