@@ -13,8 +13,9 @@ tree under the sim's temporary root (`NodeFiles`: <root>/node-roots/<node>/...):
 - per node, the environment the node's hooks and services run with: STARTGATE_CONFIG (the node's
   toml) and STARTGATE_CACHE_DIR (its /var/cache/startgate), standing in for the default paths a
   real node has; nothing of the test machine's /etc or /var is read or written;
-- `hookscript: local:snippets/startgate-hook` on every member guest, membership decided by
-  `startgate.core.membership` on the guest config files the sim wrote (what `startgate attach` does);
+- `hookscript: local:snippets/startgate-hook` on every member guest: `startgate attach --all`'s own
+  plan (`startgate.guests` + `core.membership` on the guest config files the sim wrote), applied
+  with `sim.set_hookscript` where a real node runs `pvesh set ... --hookscript` as root;
 - per node, the node agent (`python -m startgate --config <toml> agent`) and, when this build has
   the `startgate coordinator` command, the coordinator (`python -m startgate --config <toml>
   coordinator`), both as child processes that start when the node boots and are SIGKILLed when it
@@ -57,12 +58,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from startgate import config as sg_config
+from startgate import guests
 from startgate.bus.broker import MosquittoProcess
 from startgate.bus.topics import Topics
-from startgate.core.membership import GateRule, memberships
-from startgate.errors import GuestConfigError, SimError
+from startgate.commands.attach import plan_attach
+from startgate.errors import SimError
 from startgate.hooks import install as hook_install
-from startgate.hooks.run import read_guest
 from startgate.sim import scenario as scn
 from startgate.sim.bustap import BusRecord, BusTap
 from startgate.sim.cluster import SimCluster
@@ -214,20 +215,17 @@ class StartgateSide:
         return config
 
     def attach(self, sim: SimCluster, config: sg_config.Config) -> dict[int, tuple[str, ...]]:
-        """Set `hookscript:` on every member guest (as root would); the members and their gates."""
-        rules = [GateRule.of(g) for g in config.gates]
-        members: dict[int, tuple[str, ...]] = {}
-        for vmid in sorted(sim.guests):
-            node = sim.guests[vmid].node
-            try:
-                guest = read_guest(str(sim.config_dir), node, vmid)
-            except GuestConfigError as exc:
-                raise SimError(f"cannot read the simulated config of guest {vmid}: {exc}") from None
-            gates = tuple(m.gate for m in memberships(guest, rules))
-            if gates:
-                members[vmid] = gates
-                sim.set_hookscript(vmid, config.hook.volid)
-        return members
+        """`startgate attach --all`'s plan, applied as root would (pvesh); the members and their gates."""
+        found, problems = guests.load_all(sim.config_dir, guests.rules(config.gates))
+        if problems:
+            raise SimError("cannot read simulated guest configs: " + "; ".join(problems))
+        members = [g for g in found if g.memberships]
+        for change in plan_attach(config, members, replace=False):
+            if change.action == "refused":
+                raise SimError(f"attach refused for {change.guest.label}: {change.detail}")
+            if change.action == "set":
+                sim.set_hookscript(change.guest.vmid, change.after)
+        return {g.vmid: g.gates for g in sorted(members, key=lambda g: g.vmid)}
 
     def node_config(self, sim: SimCluster, files: NodeFiles) -> dict[str, object]:
         """`files.node`'s startgate.toml as data (REAL seconds; see the module docstring)."""
