@@ -138,6 +138,7 @@ class StartgateSide:
         self._tap: BusTap | None = None
         self._sim: SimCluster | None = None
         self._faults: threading.Thread | None = None
+        self._stopping = threading.Event()  # ends the broker-fault thread before the broker is stopped
         self.files: dict[str, NodeFiles] = {}
         self.services: NodeServices | None = None
         self.members: dict[int, tuple[str, ...]] = {}
@@ -287,8 +288,8 @@ class StartgateSide:
         if sim is None or broker is None:
             return
         windows = [f for f in sim.scenario.faults if isinstance(f, scn.BrokerDown)]
-        poll = max(0.5, sim.clock.sim(0.02))  # simulated seconds, at least 20 ms real
-        while sim.clock.sleep(poll):
+        poll = sim.clock.real(max(0.5, sim.clock.sim(0.02)))  # real seconds, at least 20 ms
+        while not self._stopping.wait(poll) and not sim.clock.stopped:
             t = sim.clock.elapsed()
             down = any(f.from_s <= t < f.until_s for f in windows)
             if down and broker.running:
@@ -304,6 +305,9 @@ class StartgateSide:
 
     def stop(self) -> None:
         """Stop the services (SIGTERM, grace, SIGKILL), the tap and the broker child."""
+        self._stopping.set()
+        if self._faults is not None:
+            self._faults.join(5.0)  # it must not start the broker again after we stop it
         if self.services is not None:
             self.services.stop_all()
         if self._tap is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from startgate.bus.broker import port_accepts
 from startgate.sim.play import play
 from startgate.sim.startgate_side import StartgateSide
 from tests.sim.conftest import SimFactory, scenario
@@ -26,6 +27,8 @@ def test_held_start_is_spooled_while_the_broker_is_down_and_forwarded_after() ->
     assert 101 in result.bus.held()
     assert [e.decision for e in result.bus.guest_events(101)] == ["hold"]
     assert not result.invariants.by_rule("gated")
+    port = int(side.broker_url.rsplit(":", 1)[1])
+    assert not port_accepts("127.0.0.1", port)  # the fault thread did not start it again after the run
 
 
 def test_a_coordinator_that_dies_is_reported_not_claimed(make_sim: SimFactory) -> None:
