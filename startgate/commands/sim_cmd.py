@@ -7,6 +7,7 @@ bad scenario file or usage.
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Annotated
 
@@ -15,9 +16,19 @@ import typer
 from startgate.commands._common import EXIT_NOT_OK, EXIT_OK, config_path, guarded
 
 ScaleOpt = Annotated[
-    float,
-    typer.Option("--scale", min=0.0001, max=1.0, help="real seconds per simulated second (1.0: real time)"),
+    float | None,
+    typer.Option(
+        "--scale",
+        min=0.0001,
+        max=1.0,
+        help=(
+            "real seconds per simulated second (1.0: real time; default 0.03 with startgate, whose real"
+            " processes need the time, 0.01 without)"
+        ),
+    ),
 ]
+SCALE_WITH_STARTGATE = 0.03  # a hook run (~0.1-0.5 s real on a busy machine) lasts 3-15 simulated s
+SCALE_WITHOUT = 0.01
 JsonOpt = Annotated[Path | None, typer.Option("--json", help="write the whole result (events too) as JSON")]
 WithoutOpt = Annotated[
     bool,
@@ -35,31 +46,38 @@ def _broker_from_config(ctx: typer.Context) -> str | None:
     return load(path).bus.brokers[0]
 
 
-def _run(ctx: typer.Context, scenario: Path, without: bool, json_file: Path | None, scale: float) -> None:
+def _run(
+    ctx: typer.Context, scenario: Path, without: bool, json_file: Path | None, scale: float | None
+) -> None:
     from startgate.sim import report  # noqa: PLC0415 - keep `startgate --help` light
+    from startgate.sim import scenario as scn  # noqa: PLC0415
     from startgate.sim.play import play  # noqa: PLC0415
 
+    scen = scn.load(scenario)
     broker = None if without else _broker_from_config(ctx)
+    if scale is None:
+        scale = SCALE_WITHOUT if without else SCALE_WITH_STARTGATE
     printer = report.ProgressPrinter()
 
     def say(msg: str) -> None:
-        typer.echo(f"startgate: {msg}", err=True)
+        for line in textwrap.wrap(f"startgate: {msg}", width=report.WIDTH, subsequent_indent="  "):
+            typer.echo(line, err=True)
 
     try:
         result = play(
-            scenario, with_startgate=not without, scale=scale, broker_url=broker, on_progress=printer, say=say
+            scen, with_startgate=not without, scale=scale, broker_url=broker, on_progress=printer, say=say
         )
     finally:
         printer.done()
-    typer.echo("Timeline (simulated seconds since power-on):")
-    for line in report.timeline(result):
-        typer.echo(line)
-    typer.echo("")
-    for line in report.summary(result):
-        typer.echo(line)
-    typer.echo("")
-    for line in report.verdict(result):
-        typer.echo(line)
+    sections = (
+        (f"Scenario {scen.name}: {scen.description}".rstrip(": "), report.header(result)),
+        ("Timeline (simulated seconds since power-on):", report.timeline(result)),
+        ("Guests at the end of the run:", report.summary(result)),
+        ("Verdict:", report.verdict(result)),
+    )
+    for title, lines in sections:
+        for line in [*textwrap.wrap(title, width=report.WIDTH), *lines, ""]:
+            typer.echo(line)
     if json_file is not None:
         report.write_json(result, json_file)
         typer.echo(f"result written to {json_file}")
@@ -72,7 +90,7 @@ def simulate(
     scenario: Annotated[Path, typer.Argument(help="scenario TOML (see contrib/scenarios/)")],
     without_startgate: WithoutOpt = False,
     json_file: JsonOpt = None,
-    scale: ScaleOpt = 0.01,
+    scale: ScaleOpt = None,
 ) -> None:
     """Play a scenario's total outage on a simulated cluster; print the timeline and the verdict."""
     _run(ctx, scenario, without_startgate, json_file, scale)
@@ -83,7 +101,7 @@ def demo(
     ctx: typer.Context,
     without_startgate: WithoutOpt = False,
     json_file: JsonOpt = None,
-    scale: ScaleOpt = 0.01,
+    scale: ScaleOpt = None,
 ) -> None:
     """The seed outage: 4 nodes, the LINSTOR controller in HA VM 100, guests on DRBD."""
     from startgate.sim.play import seed_scenario  # noqa: PLC0415 - keep `startgate --help` light

@@ -5,6 +5,6 @@ Entry points: `startgate.sim.cluster.SimCluster` (the Python API, documented the
 (what `startgate simulate` / `startgate demo` run), `startgate.sim.scenario` (the TOML format).
 One module per concern: clock, api/api_routes/api_ha/acl (the Proxmox API), tasks (UPIDs),
 guests/hooks/storage (starts as qemu-server and pve-container run them), nodes (boot, startall),
-ha (CRM/LRM), linstor (controllers), invariants, report, startgate_side/broker (the seam to the
+ha (CRM/LRM), linstor (controllers), invariants, report, startgate_side/services/bustap (the seam to the
 real startgate processes), naive_hook (the blocking hook that deadlocks).
 """

@@ -13,6 +13,8 @@ Python API (what tests and the coordinator's tests use)::
         sim.snippets_dir(node) # where `local:snippets/<file>` resolves on that node
         sim.install_snippet(node, "hook", text)   # an executable file; returns "local:snippets/hook"
         sim.set_hookscript(vmid, volid)           # what `qm set <vmid> --hookscript` does as root
+        sim.set_node_env(node, {"K": "v"})        # added to the environment of hooks run on that node
+        sim.on_power(fn)        # fn(node, up): called when a node came up / lost power
         sim.boot_all()          # power every node on (each after its boot_s); startall + HA follow
         sim.power_off_all()     # a total power loss
         sim.guest_state(101)    # GuestState(status="running"|"stopped", node, ha_state, ...)
@@ -58,6 +60,8 @@ log = logging.getLogger(__name__)
 
 MONITOR_S = 0.5
 
+PowerListener = Callable[[str, bool], None]
+
 
 @dataclass(frozen=True)
 class GuestState:
@@ -88,6 +92,8 @@ class SimCluster:
         self.lock = threading.RLock()
         self.hook_runner: HookRunner = hook_runner or SubprocessHookRunner()
         self.hook_env: dict[str, str] = {"STARTGATE_SIM_SCALE": repr(scale)}
+        self.node_env: dict[str, dict[str, str]] = {}  # per node, added to its hooks' environment
+        self._power_listeners: list[PowerListener] = []
         self._workdir_arg = workdir
         self._tmp: str | None = None
         self.root = Path()
@@ -349,6 +355,22 @@ class SimCluster:
             g = self.guests[vmid]
             g.hookscript = volid
             self.write_guest(g)
+
+    def set_node_env(self, node: str, env: dict[str, str]) -> None:
+        """Variables `node` gives the hooks it runs (what its own files would tell a real node's hook)."""
+        self.node_env[node] = dict(env)
+
+    def on_power(self, listener: PowerListener) -> None:
+        """Call `listener(node, up)` after a node came up (True) or lost its power (False)."""
+        self._power_listeners.append(listener)
+
+    def power_changed(self, node: str, up: bool) -> None:
+        """Tell the listeners (NodeBoot calls this; outside the cluster lock)."""
+        for listener in list(self._power_listeners):
+            try:
+                listener(node, up)
+            except Exception:  # a listener's bug must not stop a node's boot
+                log.exception("power listener failed for %s (up=%s)", node, up)
 
     def inject_api_fault(
         self,

@@ -32,6 +32,10 @@ EventKind = Literal[
     "note",
 ]
 
+# Where a start failed: taking the config lock, the pre-start hook, activating volumes (for a
+# container whose hook is attached: before its pre-start ever ran), launching; "" when unknown.
+Stage = Literal["", "lock", "hook", "volumes", "volumes-before-hook", "launch"]
+
 
 @dataclass(frozen=True)
 class SimEvent:
@@ -45,6 +49,8 @@ class SimEvent:
     source: str = ""  # who asked: startall, ha, api:<token id>, sim
     upid: str = ""
     unhealthy_gates: tuple[str, ...] = ()  # on guest_running: the member gates not healthy right then
+    stage: Stage = ""  # on start_failed / held: where the start failed (see `Stage`)
+    real_ms: int | None = None  # on hook: how long the hook ran, in REAL milliseconds
 
     def as_json(self) -> dict[str, object]:
         """A JSON-ready mapping of this event."""
@@ -57,6 +63,8 @@ class SimEvent:
             "source": self.source,
             "upid": self.upid,
             "unhealthy_gates": list(self.unhealthy_gates),
+            "stage": self.stage,
+            "real_ms": self.real_ms,
         }
 
 
@@ -78,10 +86,14 @@ class EventLog:
         source: str = "",
         upid: str = "",
         unhealthy_gates: tuple[str, ...] = (),
+        stage: Stage = "",
+        real_ms: int | None = None,
     ) -> SimEvent:
         """Record an event now and wake anyone waiting for one."""
         with self._cond:
-            ev = SimEvent(self._elapsed(), kind, node, vmid, detail, source, upid, unhealthy_gates)
+            ev = SimEvent(
+                self._elapsed(), kind, node, vmid, detail, source, upid, unhealthy_gates, stage, real_ms
+            )
             self._events.append(ev)
             self._cond.notify_all()
             return ev

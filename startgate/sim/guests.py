@@ -17,10 +17,11 @@ after (qemu-server `_do_vm_stop`, `vm_stop_cleanup`; LXC `vm_stop`, lxc-pve-post
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from startgate.sim.acl import ApiError
-from startgate.sim.events import EventKind
+from startgate.sim.events import Stage
 from startgate.sim.hooks import HookCheckError, check_hookscript, command_failed
 from startgate.sim.model import Guest
 from startgate.sim.tasks import Task, TaskError
@@ -32,6 +33,15 @@ log = logging.getLogger(__name__)
 
 LOCK_TIMEOUT_S = 10.0  # pve-guest-common AbstractConfig `lock_config` -> lock_config_full($vmid, 10, ...)
 LAUNCH_S = 1.0  # simulated time QEMU / lxc-start take once volumes are active
+
+
+class StartFailedError(TaskError):
+    """A start worker's error, with the stage it failed in and (for pre-start) what the hook printed."""
+
+    def __init__(self, message: str, stage: Stage, hook_output: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.stage: Stage = stage
+        self.hook_output = hook_output
 
 
 class GuestOps:
@@ -92,12 +102,15 @@ class GuestOps:
         try:
             self._lock(guest)
         except TaskError as exc:
-            self._failed(guest, node, source, task, str(exc))
+            self._failed(guest, node, source, task, StartFailedError(str(exc), "lock"))
             raise
         try:
             self._locked_start(task, guest, node, source)
+        except StartFailedError as exc:
+            self._failed(guest, node, source, task, exc)
+            raise
         except TaskError as exc:
-            self._failed(guest, node, source, task, str(exc))
+            self._failed(guest, node, source, task, StartFailedError(str(exc), ""))
             raise
         finally:
             guest.conf_lock.release()
@@ -105,27 +118,41 @@ class GuestOps:
     def _locked_start(self, task: Task, guest: Guest, node: str, source: str) -> None:
         c = self._c
         with c.lock:
-            locked, running = guest.lock, guest.running
+            locked, running, hooked = guest.lock, guest.running, bool(guest.hookscript)
         if locked:
             raise TaskError(f"{'VM' if guest.kind == 'qemu' else 'CT'} is locked ({locked})")
         if running:
             raise TaskError(f"{guest.label} already running")
         if guest.kind == "qemu":
             self.run_hook(task, guest, node, "pre-start")
-            c.storage.activate_volumes(node, guest, task)
+            self._activate(task, guest, node, "volumes")
         else:
-            c.storage.activate_volumes(node, guest, task)
+            self._activate(task, guest, node, "volumes-before-hook" if hooked else "volumes")
             self.run_hook(task, guest, node, "pre-start")
         if not c.clock.sleep(LAUNCH_S):
-            raise TaskError("interrupted: simulated cluster closed")
+            raise StartFailedError("interrupted: simulated cluster closed", "launch")
         self._mark_running(guest, node, source, task)
         self.run_hook(task, guest, node, "post-start")
 
-    def _failed(self, guest: Guest, node: str, source: str, task: Task, msg: str) -> None:
-        kind: EventKind = (
-            "held" if msg.startswith(f"hookscript error for {guest.vmid} on pre-start:") else "start_failed"
+    def _activate(self, task: Task, guest: Guest, node: str, stage: Stage) -> None:
+        try:
+            self._c.storage.activate_volumes(node, guest, task)
+        except TaskError as exc:
+            raise StartFailedError(str(exc), stage) from None
+
+    def _failed(self, guest: Guest, node: str, source: str, task: Task, exc: StartFailedError) -> None:
+        held = exc.stage == "hook" and str(exc).startswith(f"hookscript error for {guest.vmid} on pre-start:")
+        # A held start's event carries what the hook printed (its task-log line), else the task error.
+        detail = " ".join(exc.hook_output) if held and exc.hook_output else str(exc)
+        self._c.events.add(
+            "held" if held else "start_failed",
+            node=node,
+            vmid=guest.vmid,
+            source=source,
+            detail=detail,
+            upid=task.text,
+            stage=exc.stage,
         )
-        self._c.events.add(kind, node=node, vmid=guest.vmid, source=source, detail=msg, upid=task.text)
 
     def _mark_running(self, guest: Guest, node: str, source: str, task: Task) -> None:
         c = self._c
@@ -151,30 +178,37 @@ class GuestOps:
             volid = guest.hookscript
         if not volid:
             return
-        err = self._exec_hook(task, guest, node, phase, volid)
+        err, output = self._exec_hook(task, guest, node, phase, volid)
         if err is not None:
             msg = f"hookscript error for {guest.vmid} on {phase}: {err}"
             if phase == "pre-start":
-                raise TaskError(msg)
+                raise StartFailedError(msg, "hook", output)
             task.log(msg)
 
-    def _exec_hook(self, task: Task, guest: Guest, node: str, phase: str, volid: str) -> str | None:
+    def _exec_hook(
+        self, task: Task, guest: Guest, node: str, phase: str, volid: str
+    ) -> tuple[str | None, tuple[str, ...]]:
         c = self._c
         try:
             script = check_hookscript(volid, c.storages, c.root, node)
         except HookCheckError as exc:
-            return str(exc)
+            return str(exc), ()
         env = {"PVE_MIGRATED_FROM": ""} if guest.kind == "qemu" else {}
-        env |= c.hook_env | {"STARTGATE_SIM_NODE": node, "STARTGATE_SIM_CONFIG_DIR": str(c.config_dir)}
+        env |= c.hook_env | c.node_env.get(node, {})
+        env |= {"STARTGATE_SIM_NODE": node, "STARTGATE_SIM_CONFIG_DIR": str(c.config_dir)}
         task.step = f"hook {phase}"
+        began = time.monotonic()  # real time: the hook is a real process (the report shows how long)
         result = c.hook_runner(script, guest.vmid, phase, env)
+        real_ms = round((time.monotonic() - began) * 1000)
         task.step = ""
         for line in result.output:
             task.log(line)
-        c.events.add("hook", node=node, vmid=guest.vmid, detail=f"{phase} exit {result.exit_code}")
+        c.events.add(
+            "hook", node=node, vmid=guest.vmid, detail=f"{phase} exit {result.exit_code}", real_ms=real_ms
+        )
         if result.exit_code != 0:
-            return command_failed(script, guest.vmid, phase, result.exit_code)
-        return None
+            return command_failed(script, guest.vmid, phase, result.exit_code), result.output
+        return None, result.output
 
     def stop(self, vmid: int, node: str, user: str, source: str) -> Task:
         """The stop API call: a `qmstop` / `vzstop` task (pre-stop in the lock, post-stop after)."""

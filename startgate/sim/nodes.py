@@ -63,6 +63,7 @@ class NodeBoot:
             node.up_since = c.clock.elapsed()
             node.startall_done = False
             c.events.add("node_up", node=name)
+        c.power_changed(name, True)
         c.ha.node_up(name)
         if not c.clock.sleep(DRBD_UP_S):
             return
@@ -94,6 +95,7 @@ class NodeBoot:
             c.events.add("node_down", node=name)
         for g in guests:
             c.ops.mark_stopped(g, "sim", "power loss")
+        c.power_changed(name, False)
 
     def start_list(self, name: str) -> list[list[Guest]]:
         """`get_start_stop_list` for boot: onboot, not HA-managed, grouped by order, sorted."""

@@ -13,13 +13,20 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from startgate.sim.cluster import SimCluster
 from startgate.sim.events import SimEvent
 from startgate.sim.invariants import InvariantReport, Outcome, check
 
+if TYPE_CHECKING:
+    from startgate.sim.bustap import BusRecord
+
 End = Literal["settled", "quiet", "deadline"]
+# What ran of startgate (SimResult.startgate).
+MODE_OFF = "off"
+MODE_NO_COORDINATOR = "hook + agent, no coordinator"
+MODE_ON = "hook, agent and coordinator"
 TICK_S = 1.0
 
 
@@ -43,7 +50,7 @@ class SimResult:
 
     scenario: str
     scale: float
-    startgate: str  # "off", "on", or "unavailable: <why>"
+    startgate: str  # "off", or which parts of startgate ran
     end: End
     sim_s: float
     wall_s: float
@@ -52,6 +59,7 @@ class SimResult:
     invariants: InvariantReport
     blocked_tasks: list[str] = field(default_factory=list)  # start tasks still inside pre-start at the end
     notes: list[str] = field(default_factory=list)
+    bus: BusRecord | None = None  # what reached the broker, when startgate ran
 
     @property
     def ok(self) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 
 import pytest
@@ -115,3 +116,16 @@ def test_auto_protocol_falls_back_to_3_1_1_for_a_broker_that_refuses_v5(
         ):
             strict.publish(f"{topic_prefix}/x", b"v5 only", timeout=3)
         assert "Unsupported protocol version" in str(exc.value)
+
+
+def test_paho_noise_after_a_clean_disconnect_is_not_printed(caplog: pytest.LogCaptureFixture) -> None:
+    """paho's "Client is not connected" ERROR after a clean disconnect is dropped unless DEBUG is on."""
+    noisy = logging.getLogger("startgate.bus.paho")
+    with caplog.at_level(logging.WARNING, logger="startgate.bus.paho"):
+        noisy.error("Client is not connected. Socket: None")
+        noisy.error("something else")
+    assert [r.getMessage() for r in caplog.records] == ["something else"]
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="startgate.bus.paho"):
+        noisy.error("Client is not connected. Socket: None")
+    assert [r.levelname for r in caplog.records] == ["DEBUG"]

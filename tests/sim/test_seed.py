@@ -9,7 +9,6 @@ from typer.testing import CliRunner
 
 from startgate.cli import app
 from startgate.sim.play import play, seed_scenario
-from startgate.sim.startgate_side import StartgateSide
 
 
 def test_seed_without_startgate_leaves_drbd_guests_stopped() -> None:
@@ -40,14 +39,3 @@ def test_demo_cli_without_startgate_exits_1_and_writes_json(tmp_path: Path) -> N
     assert doc["ok"] is False
     assert doc["startgate"] == "off"
     assert any(e["kind"] == "gate_healthy" for e in doc["events"])
-
-
-def test_demo_says_plainly_when_the_startgate_side_is_missing() -> None:
-    """Until the hook and coordinator exist, `startgate demo` says so and never claims a startgate run."""
-    missing = StartgateSide().missing()
-    if not missing:
-        return  # the startgate side exists: covered by the with-startgate tests
-    res = CliRunner().invoke(app, ["demo"])
-    assert "the startgate side is not available yet" in res.output
-    assert "startgate unavailable: not built yet" in res.output
-    assert res.exit_code == 1

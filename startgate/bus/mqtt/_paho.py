@@ -36,8 +36,11 @@ _paho_log = logging.getLogger("startgate.bus.paho")
 
 def _demote_noise(record: logging.LogRecord) -> bool:
     # paho 2.2 runs its loop once more after a clean disconnect and logs that as an ERROR.
+    # The level was checked before filters run: a demoted record must also be dropped here
+    # unless DEBUG is on, or every handler still prints it.
     if record.levelno == logging.ERROR and str(record.msg).startswith("Client is not connected"):
         record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return _paho_log.isEnabledFor(logging.DEBUG)
     return True
 
 
