@@ -1,38 +1,45 @@
-"""Wall time of the seed outage on the scaled clock (target: under 15 s), without startgate.
+"""Wall time of the seed outage on the scaled clock (target: under 15 s), with and without startgate.
 
-Usage: .venv/bin/python bench/sim_seed.py [--runs N] [--scale S]
+`python -m bench.sim_seed [--json] [--quick]`; the with-startgate run uses the demo's own scale.
 """
 
 from __future__ import annotations
 
-import argparse
-import statistics
 import time
 
-from startgate.sim.play import play, seed_scenario
+from bench.report import Figure, emit, median, parse_args
+from startgate.sim.play import SCALE_WITH_STARTGATE, SCALE_WITHOUT, play, seed_scenario
+
+
+def wall(with_startgate: bool) -> tuple[float, float, bool]:
+    """One seed outage: wall seconds, simulated seconds, and whether the invariants held."""
+    scale = SCALE_WITH_STARTGATE if with_startgate else SCALE_WITHOUT
+    t0 = time.monotonic()
+    result = play(seed_scenario(), with_startgate=with_startgate, scale=scale)
+    return time.monotonic() - t0, result.sim_s, result.ok
 
 
 def main() -> None:
-    """Play the seed outage a few times and print the wall-clock figures."""
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--scale", type=float, default=0.01)
-    args = ap.parse_args()
-    walls = []
-    for i in range(args.runs):
-        t0 = time.monotonic()
-        result = play(seed_scenario(), with_startgate=False, scale=args.scale)
-        wall = time.monotonic() - t0
-        walls.append(wall)
-        print(
-            f"run {i + 1}: {wall:.2f} s wall (sim {result.sim_s:.0f} s, ended {result.end}, "
-            f"{len(result.events)} events, ok={result.ok})"
+    """Play the seed outage a few times each way and report the median wall time."""
+    args = parse_args(__doc__ or "")
+    runs = 1 if args.quick else 3
+    figures = []
+    for with_sg, label in ((False, "without startgate"), (True, "with startgate")):
+        results = [wall(with_sg) for _ in range(runs)]
+        walls = [r[0] for r in results]
+        value = median(walls)
+        ok_runs = sum(r[2] for r in results)
+        figures.append(
+            Figure(
+                name=f"sim: seed outage wall time, {label}",
+                value=value,
+                unit="s",
+                target="< 15 s",
+                baseline=f"{median([r[1] for r in results]):.0f} sim s; invariants held {ok_runs}/{runs}",
+                ok=value < 15,
+            )
         )
-    med = statistics.median(walls)
-    print(
-        f"seed outage without startgate, scale {args.scale:g}: "
-        f"median {med:.2f} s wall, max {max(walls):.2f} s"
-    )
+    emit(figures, args.json)
 
 
 if __name__ == "__main__":

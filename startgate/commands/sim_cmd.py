@@ -27,8 +27,6 @@ ScaleOpt = Annotated[
         ),
     ),
 ]
-SCALE_WITH_STARTGATE = 0.03  # a hook run (~0.1-0.5 s real on a busy machine) lasts 3-15 simulated s
-SCALE_WITHOUT = 0.01
 JsonOpt = Annotated[Path | None, typer.Option("--json", help="write the whole result (events too) as JSON")]
 WithoutOpt = Annotated[
     bool,
@@ -51,7 +49,7 @@ def _run(
 ) -> None:
     from startgate.sim import report  # noqa: PLC0415 - keep `startgate --help` light
     from startgate.sim import scenario as scn  # noqa: PLC0415
-    from startgate.sim.play import play  # noqa: PLC0415
+    from startgate.sim.play import SCALE_WITH_STARTGATE, SCALE_WITHOUT, play  # noqa: PLC0415
 
     scen = scn.load(scenario)
     broker = None if without else _broker_from_config(ctx)

@@ -31,6 +31,12 @@ def seed_scenario() -> Path:
     return Path(str(ref))
 
 
+# Real processes (hook, agent, coordinator) run in real time beside the scaled clock: a hook run
+# (~0.1-0.5 s real on a busy machine) lasts 3-15 simulated s at 0.03, which keeps the story true.
+SCALE_WITH_STARTGATE = 0.03
+SCALE_WITHOUT = 0.01
+
+
 def play(
     scenario: Path | scn.Scenario,
     *,
