@@ -313,26 +313,30 @@ def resolve_path(path: Path | str | None = None) -> Path:
     return Path(env) if env else DEFAULT_PATH
 
 
-def _loc(loc: tuple[int | str, ...]) -> str:
+def _loc(loc: tuple[int | str, ...], tags: frozenset[str]) -> str:
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in {"linstor", "http", "tcp"} and out.endswith("check"):
-            continue  # pydantic adds the union tag to the location; the key path has none
+        elif part in tags:
+            continue  # pydantic adds the union member's tag to the location; the key path has none
         else:
             out += f".{part}" if out else str(part)
     return out or "(top level)"
 
 
-def _problems(exc: ValidationError) -> list[str]:
+def problems_of(exc: ValidationError, union_tags: frozenset[str] = frozenset()) -> list[str]:
+    """One `key.path[0].key: message` line per pydantic error (for config and scenario files)."""
     lines = []
     for err in exc.errors(include_url=False):
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
-        lines.append(f"{_loc(err['loc'])}: {msg}")
+        lines.append(f"{_loc(err['loc'], union_tags)}: {msg}")
     return lines
+
+
+_CHECK_TAGS = frozenset({"linstor", "http", "tcp"})
 
 
 def parse(text: str, source: str = "<string>") -> Config:
@@ -349,7 +353,7 @@ def from_dict(data: dict[str, Any], source: str = "<dict>") -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(source, _problems(exc)) from None
+        raise ConfigError(source, problems_of(exc, _CHECK_TAGS)) from None
 
 
 def load(path: Path | str | None = None) -> Config:

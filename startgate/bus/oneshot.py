@@ -498,12 +498,14 @@ def _dial(broker: BrokerAddress, opts: LinkOptions, deadline: Deadline) -> socke
         raise BrokerUnavailableError(f"{broker}: {exc.strerror or exc}") from None
 
 
-def _dial_tcp(broker: BrokerAddress, deadline: Deadline) -> socket.socket:
-    last: OSError = OSError(f"no address for {broker.host}")
-    for family, addr in resolve(broker.host, broker.port, deadline):
+def dial(host: str, port: int, deadline: Deadline, *, nodelay: bool = False) -> socket.socket:
+    """A TCP connection to the first address of host:port that answers before `deadline`."""
+    last: OSError = OSError(f"no address for {host}")
+    for family, addr in resolve(host, port, deadline):
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if nodelay:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.settimeout(max(0.001, deadline.remaining()))
             sock.connect(addr)
         except OSError as exc:
@@ -514,6 +516,11 @@ def _dial_tcp(broker: BrokerAddress, deadline: Deadline) -> socket.socket:
             continue
         return sock
     raise last
+
+
+def _dial_tcp(broker: BrokerAddress, deadline: Deadline) -> socket.socket:
+    # Mosquitto leaves Nagle on: without TCP_NODELAY every second reply waits for a delayed ACK.
+    return dial(broker.host, broker.port, deadline, nodelay=True)
 
 
 def _wrap_tls(

@@ -7,9 +7,9 @@
 
 Every try is bounded by the check's own timeout and by the caller's deadline. HTTP is a bare
 HTTP/1.1 request on a socket (only the status line is read): http.client costs ~20 ms to import,
-and names are resolved through `startgate.bus.oneshot.resolve` so a hanging DNS cannot outlast the
-deadline. TLS (`https://`) loads ssl only when used; `verify_tls = false` accepts self-signed
-certificates, as LINSTOR deployments commonly have.
+and connections go through `startgate.bus.oneshot.dial`, which resolves names in a thread so a
+hanging DNS cannot outlast the deadline. TLS (`https://`) loads ssl only when used;
+`verify_tls = false` accepts self-signed certificates, as LINSTOR deployments commonly have.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 import socket
 from typing import TYPE_CHECKING, NamedTuple
 
-from startgate.bus.oneshot import Deadline, resolve
+from startgate.bus.oneshot import Deadline, dial
 
 if TYPE_CHECKING:
     from startgate.hooks.settings import CheckSpec
@@ -60,26 +60,9 @@ class Url(NamedTuple):
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
-def _connect(host: str, port: int, deadline: Deadline) -> socket.socket:
-    last: OSError = OSError(f"no address for {host}")
-    for family, addr in resolve(host, port, deadline):
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            sock.settimeout(max(0.001, deadline.remaining()))
-            sock.connect(addr)
-        except OSError as exc:
-            sock.close()
-            last = exc
-            if isinstance(exc, TimeoutError):
-                raise
-            continue
-        return sock
-    raise last
-
-
 def http_status(url: Url, deadline: Deadline, verify_tls: bool) -> int:
     """The status code of `GET url` (raises OSError/TimeoutError when there is no answer in time)."""
-    sock = _connect(url.host, url.port, deadline)
+    sock = dial(url.host, url.port, deadline)
     try:
         if url.scheme == "https":
             import ssl  # noqa: PLC0415 - only https checks pay for ssl
@@ -156,7 +139,7 @@ def probe(check: CheckSpec, deadline: Deadline) -> ProbeResult:
         return _http_check(check, deadline, "")
     where = f"{check.host}:{check.port}"
     try:
-        _connect(check.host, check.port, deadline.within(check.timeout_s)).close()
+        dial(check.host, check.port, deadline.within(check.timeout_s)).close()
     except OSError as exc:
         return ProbeResult(False, _why(exc, where))
     return ProbeResult(True, f"connected to {where}")

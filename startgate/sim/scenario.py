@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from startgate.config import problems_of
 from startgate.errors import ScenarioError
 from startgate.names import check_name
 from startgate.sim.model import Startup, parse_disk
@@ -272,36 +273,17 @@ def _unique(values: list[Any], where: str, key: str) -> None:
         seen.add(v)
 
 
-_FAULT_KINDS = {
-    "node_never_returns",
-    "controller_never_healthy",
-    "controller_flapping",
-    "broker_down",
-    "api_errors",
-}
-_FAULT_KINDS |= {"bool", "HASpec"}
-
-
-def _loc(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part in _FAULT_KINDS:
-            continue  # pydantic puts the union tag into the location; the key path has none
-        else:
-            out += f".{part}" if out else str(part)
-    return out or "(top level)"
-
-
-def _problems(exc: ValidationError) -> list[str]:
-    lines = []
-    for err in exc.errors(include_url=False):
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        lines.append(f"{_loc(err['loc'])}: {msg}")
-    return lines
+_UNION_TAGS = frozenset(
+    {
+        "node_never_returns",
+        "controller_never_healthy",
+        "controller_flapping",
+        "broker_down",
+        "api_errors",
+        "bool",
+        "HASpec",
+    }
+)
 
 
 def parse(text: str, source: str = "<string>") -> Scenario:
@@ -313,7 +295,7 @@ def parse(text: str, source: str = "<string>") -> Scenario:
     try:
         return Scenario.model_validate(data)
     except ValidationError as exc:
-        raise ScenarioError(source, _problems(exc)) from None
+        raise ScenarioError(source, problems_of(exc, _UNION_TAGS)) from None
 
 
 def load(path: Path | str) -> Scenario:
