@@ -16,7 +16,18 @@ from typing import Annotated
 import typer
 
 from startgate import __version__
-from startgate.commands import attach, config_cmd, control, doctor, events, hook_cmd, sim_cmd, status, why
+from startgate.commands import (
+    attach,
+    config_cmd,
+    control,
+    coordinator_cmd,
+    doctor,
+    events,
+    hook_cmd,
+    sim_cmd,
+    status,
+    why,
+)
 from startgate.commands._common import EXIT_NOT_OK, EXIT_OK, EXIT_USAGE
 from startgate.errors import ConfigError, StartgateError
 
@@ -66,6 +77,7 @@ control.register(app)
 doctor.register(app)
 why.register(app)
 attach.register(app)
+coordinator_cmd.register(app)
 
 
 def main() -> None:

@@ -259,6 +259,13 @@ class Coordinator(_Model):
     ticket_ttl_s: PositiveSeconds = 60.0
     heartbeat_s: PositiveSeconds = 30.0
     metrics_listen: str | None = None  # e.g. "127.0.0.1:9771"; None: no metrics endpoint
+    release_timeout_s: PositiveSeconds = 300.0  # a release still unconfirmed after this counts as failed
+    observe_interval_s: PositiveSeconds = 2.0  # how often a guest whose outcome is awaited is looked at
+    ha_stuck_s: PositiveSeconds = 120.0  # HA says started, the guest stays stopped this long: reset it
+    api_workers: Annotated[int, Field(ge=1, le=64)] = 8  # Proxmox API calls in flight at once, at most
+    # `startup: up=` delays are multiplied by this: 1 on a real cluster; the simulator, whose clock
+    # runs faster than real time, sets its scale here so the delays mean what its guests meant.
+    startup_up_scale: Annotated[float, Field(gt=0, le=1)] = 1.0
 
 
 class Config(_Model):

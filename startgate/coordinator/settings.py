@@ -51,4 +51,8 @@ def settings_from_config(config: Config, node: str | None = None) -> Settings:
         heartbeat_s=c.heartbeat_s,
         health_refresh_s=min(c.heartbeat_s, config.hook.health_max_age_s / 2),
         reconcile_interval_s=c.reconcile_interval_s,
+        release_timeout_s=c.release_timeout_s,
+        # A guest whose outcome is awaited is looked at no less often than the cluster is reconciled.
+        observe_interval_s=min(c.observe_interval_s, c.reconcile_interval_s),
+        ha_stuck_s=c.ha_stuck_s,
     )

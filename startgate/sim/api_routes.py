@@ -135,6 +135,18 @@ def nodes(c: SimCluster, _req: Request) -> Any:
     return out
 
 
+@route("GET", r"/nodes/([^/]+)/time")
+def node_time(c: SimCluster, _req: Request, node: str) -> Any:
+    """GET /nodes/{node}/time: the node's clock (the simulated one; API times are in it).
+
+    Shape as the real `GET /nodes/{node}/time`: {localtime, time, timezone} (UNVERIFIED: the
+    handler's file in proxmox/pve-manager was not read; the shape is the documented API's).
+    """
+    _node_up(c, node)
+    now = int(c.clock.now())
+    return {"time": now, "localtime": now, "timezone": "UTC"}
+
+
 @route("GET", r"/cluster/status")
 def cluster_status(c: SimCluster, _req: Request) -> Any:
     """GET /cluster/status: the cluster entry (quorate) and one entry per node."""

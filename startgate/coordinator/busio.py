@@ -1,0 +1,215 @@
+"""The coordinator's two sides of the bus: messages in (validated, deduplicated) and publications out.
+
+In: one thread reads every broker's messages (SubscriberGroup's shared queue), validates them
+with startgate.bus.inbox.validate, drops duplicates by `event_id` (QoS 1 and N brokers deliver
+copies), and hands the decoded messages to the loop as core events. A broker's (re)connect
+becomes BusConnected. A malformed command still gets an answer: BadCommand, when its payload
+names a usable request id.
+
+Out: one FIFO and thread per broker, so a broker that is down or slow never holds up the others
+(the coordinator keeps working while some brokers are down). Each publication gets a sequence
+number; `wait(seq)` returns once every broker has dealt with everything up to it (acknowledged,
+or failed because that broker is unreachable), which is how a start waits for the gate health
+or ticket the hook will read. A broker that is not connected drops its backlog quickly: when it
+comes back, its LinkUp makes the core republish every retained record there.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from startgate.bus import messages
+from startgate.bus.inbox import Invalid, RecentIds, validate
+from startgate.bus.topics import COMMAND, Topics
+from startgate.bus.values import Counters, Inbound, LinkUp
+from startgate.core.events import BadCommand, BusConnected, Event
+from startgate.errors import BusError, TopicError
+from startgate.names import check_name
+
+log = logging.getLogger(__name__)
+
+
+class BrokerLink(Protocol):
+    """What the publisher needs of one broker's client (startgate.bus.mqtt.Subscriber has it)."""
+
+    @property
+    def url(self) -> str:
+        """The broker's URL."""
+
+    @property
+    def connected(self) -> bool:
+        """Whether the link is up."""
+
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False, timeout: float = 5.0) -> None:
+        """Publish with QoS 1 and wait for the acknowledgement."""
+
+
+def _bad_command(raw_topic: str, payload: bytes, topics: Topics, reason: str) -> BadCommand | None:
+    try:
+        if topics.parse(raw_topic).kind != COMMAND:
+            return None
+    except TopicError:
+        return None
+    try:
+        data = json.loads(payload)
+        request_id = check_name(data["event_id"], "request id")
+    except (ValueError, TypeError, KeyError):
+        return None
+    return BadCommand(request_id=request_id, error=reason)
+
+
+class BusIn:
+    """Validates and deduplicates what the brokers deliver, and hands it to `deliver`."""
+
+    def __init__(
+        self,
+        source: Callable[[float | None], Inbound | None],
+        topics: Topics,
+        deliver: Callable[[Event], None],
+        *,
+        counters: Counters | None = None,
+        dedupe_size: int = 65536,
+    ) -> None:
+        self._source = source
+        self.topics = topics
+        self._deliver = deliver
+        self.counters = counters if counters is not None else Counters()
+        self._recent = RecentIds(dedupe_size)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bus-in", daemon=True)
+
+    def start(self) -> BusIn:
+        """Start reading."""
+        self._thread.start()
+        return self
+
+    def handle(self, item: Inbound) -> Event | None:
+        """One raw item as a core event, or None (invalid or a duplicate)."""
+        if isinstance(item, LinkUp):
+            return BusConnected(item.broker)
+        result = validate(self.topics, item)
+        if isinstance(result, Invalid):
+            self.counters.add(dropped_invalid=1)
+            log.warning(
+                "dropped an invalid message (%d bytes) from %s: %s", result.size, result.broker, result.reason
+            )
+            return _bad_command(item.topic, item.payload, self.topics, result.reason)
+        msg = result.message
+        if isinstance(msg, messages.Message) and self._recent.seen(msg.event_id):
+            self.counters.add(duplicates=1)
+            return None
+        return msg  # type: ignore[return-value]  # every decoded message kind is a core event
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            item = self._source(0.2)
+            if item is None:
+                continue
+            try:
+                event = self.handle(item)
+            except Exception:  # a bad message must never stop the coordinator
+                log.exception("could not handle a bus message")
+                continue
+            if event is not None:
+                self._deliver(event)
+
+    def stop(self) -> None:
+        """Stop reading."""
+        self._stop.set()
+        self._thread.join(2.0)
+
+
+@dataclass(frozen=True)
+class _Out:
+    seq: int
+    topic: str
+    payload: bytes
+    retain: bool
+    broker: str | None  # None: every broker
+
+
+class BusOut:
+    """Per-broker ordered publishing with sequence numbers to wait on."""
+
+    def __init__(self, links: Sequence[BrokerLink], *, timeout_s: float = 2.0) -> None:
+        self.links = tuple(links)
+        self.timeout_s = timeout_s
+        self._cond = threading.Condition()
+        self._seq = 0
+        self._done = {link.url: 0 for link in self.links}
+        self._queues: dict[str, queue.SimpleQueue[_Out | None]] = {
+            link.url: queue.SimpleQueue() for link in self.links
+        }
+        self.published = 0
+        self.failed = 0
+        self._threads = [
+            threading.Thread(target=self._run, args=(link,), name=f"bus-out-{i}", daemon=True)
+            for i, link in enumerate(self.links)
+        ]
+
+    def start(self) -> BusOut:
+        """Start the per-broker threads."""
+        for t in self._threads:
+            t.start()
+        return self
+
+    def send(self, topic: str, payload: bytes, *, retain: bool, broker: str | None = None) -> int:
+        """Queue a publication (to every broker, or one); its sequence number."""
+        with self._cond:
+            self._seq += 1
+            item = _Out(self._seq, topic, payload, retain, broker)
+            for q in self._queues.values():
+                q.put(item)
+            return item.seq
+
+    @property
+    def last_seq(self) -> int:
+        """The sequence number of the latest publication queued."""
+        with self._cond:
+            return self._seq
+
+    def wait(self, seq: int, timeout: float) -> bool:
+        """Wait until every broker dealt with publications up to `seq`; False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: min(self._done.values(), default=seq) >= seq, timeout)
+
+    def _run(self, link: BrokerLink) -> None:
+        q = self._queues[link.url]
+        while True:
+            item = q.get()
+            if item is None:
+                return
+            if item.broker is None or item.broker == link.url:
+                self._publish(link, item)
+            with self._cond:
+                self._done[link.url] = item.seq
+                self._cond.notify_all()
+
+    def _publish(self, link: BrokerLink, item: _Out) -> None:
+        if not link.connected:
+            with self._cond:
+                self.failed += 1
+            return
+        try:
+            link.publish(item.topic, item.payload, retain=item.retain, timeout=self.timeout_s)
+        except BusError as exc:
+            with self._cond:
+                self.failed += 1
+            log.info("not published to %s: %s: %s", link.url, item.topic, exc)
+            return
+        with self._cond:
+            self.published += 1
+
+    def close(self, timeout: float = 3.0) -> None:
+        """Let the queues drain (up to `timeout`), then stop the threads."""
+        self.wait(self.last_seq, timeout)
+        for q in self._queues.values():
+            q.put(None)
+        for t in self._threads:
+            t.join(1.0)
