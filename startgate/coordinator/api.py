@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 START_TYPES = frozenset({"qmstart", "vzstart", "hastart"})
 RAN_TYPES = frozenset({"qmstart", "vzstart", "qmstop", "vzstop", "qmshutdown", "vzshutdown"})
+# Boot times come from uptime and the API's clock, read in two calls: they wobble by a few seconds.
+BOOT_SLACK_S = 30.0
 STARTALL_GRACE_S = 600.0  # a node up this long with no startall task since boot has none coming
 _TASK_LIMIT = 2000
 _SKIP_KEYS = frozenset({"digest", "description"})
@@ -290,8 +292,9 @@ class Pve:
                 continue
             uptime = float(n.get("uptime") or 0.0)
             boot = now - uptime
+            since = int(boot - BOOT_SLACK_S)
             tasks = _tasks(
-                self.client.get(f"/nodes/{name}/tasks", source="all", since=int(boot), limit=_TASK_LIMIT)
+                self.client.get(f"/nodes/{name}/tasks", source="all", since=since, limit=_TASK_LIMIT)
             )
             node_tasks[name] = tasks
             out.append(NodeObserved(name, True, boot, _startall_done(tasks, boot, uptime)))
@@ -354,7 +357,11 @@ def failed_starts(node: str, tasks: list[dict[str, Any]]) -> list[TaskObserved]:
 
 def _startall_done(tasks: list[dict[str, Any]], boot: float, uptime: float) -> bool:
     """Whether this boot's startall has ended (pve-guests runs it once per boot)."""
-    runs = [t for t in tasks if t.get("type") == "startall" and float(t.get("starttime", 0)) >= boot - 5]
+    runs = [
+        t
+        for t in tasks
+        if t.get("type") == "startall" and float(t.get("starttime", 0)) >= boot - BOOT_SLACK_S
+    ]
     if not runs:
         return uptime >= STARTALL_GRACE_S
     return not any(_running(t) for t in runs)

@@ -81,6 +81,7 @@ class BusIn:
         self._deliver = deliver
         self.counters = counters if counters is not None else Counters()
         self._recent = RecentIds(dedupe_size)
+        self.retained = 0  # retained messages seen (the replay after a subscribe is made of them)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bus-in", daemon=True)
 
@@ -93,6 +94,8 @@ class BusIn:
         """One raw item as a core event, or None (invalid or a duplicate)."""
         if isinstance(item, LinkUp):
             return BusConnected(item.broker)
+        if item.retain:
+            self.retained += 1
         result = validate(self.topics, item)
         if isinstance(result, Invalid):
             self.counters.add(dropped_invalid=1)

@@ -8,7 +8,8 @@ skew does not matter; a clean exit removes it (rmdir).
 
 On pmxcfs only the node that created a lock can refresh it; on a plain file system (tests, the
 simulator) there is no such guard, so the holder also checks that the directory is still the one
-it made (same inode): if a peer replaced it, the holder has lost. A restarted process on the
+it left (same inode and mtime, which only the holder changes): if a peer replaced it, the holder
+has lost. A restarted process on the
 holding node reclaims its own lock at once when the directory is still the one recorded in its
 state dir (pmxcfs lets the same node refresh it); otherwise it waits like everyone else.
 """
@@ -49,7 +50,7 @@ class LeaderLock:
         self.owner_file = owner_file
         self._clock = clock
         self._wall = wall
-        self._held_ino: int | None = None
+        self._held: tuple[int, int] | None = None  # (inode, mtime ns) as we last left the directory
         self._refreshed = 0.0
         self._seen: _Seen | None = None
         self.problem = ""
@@ -57,7 +58,7 @@ class LeaderLock:
     @property
     def held(self) -> bool:
         """True while this process believes it holds the lock."""
-        return self._held_ino is not None
+        return self._held is not None
 
     @property
     def refresh_every(self) -> float:
@@ -84,12 +85,13 @@ class LeaderLock:
 
     def _refresh(self) -> bool:
         ident = self._stat()
-        if ident is None or ident[0] != self._held_ino:
+        if ident is None or ident != self._held:
             log.warning("the leader lock %s was taken over or removed", self.path)
             self._lose()
             return False
         now = self._wall()
         os.utime(self.path, (now, now))
+        self._held = self._stat()
         self._refreshed = self._clock()
         self.problem = ""
         self._record()
@@ -100,8 +102,7 @@ class LeaderLock:
             self.path.mkdir(0o700)
         except FileExistsError:
             return False
-        st = self.path.stat()
-        self._held_ino = st.st_ino
+        self._held = self._stat()
         self._refreshed = self._clock()
         self._seen = None
         self._record()
@@ -116,7 +117,7 @@ class LeaderLock:
         if ident is None:
             return self._take()
         if self._mine(ident):
-            self._held_ino = ident[0]
+            self._held = ident
             log.info("reclaimed our own leader lock %s after a restart", self.path)
             return self._refresh()
         now = self._clock()
@@ -146,12 +147,14 @@ class LeaderLock:
             data = json.loads(self.owner_file.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return False
-        return isinstance(data, dict) and data.get("lock") == str(self.path) and data.get("inode") == ident[0]
+        return (
+            isinstance(data, dict) and data.get("lock") == str(self.path) and data.get("ident") == list(ident)
+        )
 
     def _record(self) -> None:
         if self.owner_file is None:
             return
-        text = json.dumps({"lock": str(self.path), "inode": self._held_ino})
+        text = json.dumps({"lock": str(self.path), "ident": list(self._held or ())})
         try:
             if self.owner_file.exists() and self.owner_file.read_text(encoding="utf-8") == text:
                 return
@@ -163,7 +166,7 @@ class LeaderLock:
             log.debug("cannot record the lock owner in %s: %s", self.owner_file, exc)
 
     def _lose(self) -> None:
-        self._held_ino = None
+        self._held = None
         self._seen = None
         if self.owner_file is not None:
             self.owner_file.unlink(missing_ok=True)
@@ -173,7 +176,7 @@ class LeaderLock:
         if not self.held:
             return
         ident = self._stat()
-        if ident is not None and ident[0] == self._held_ino:
+        if ident is not None and ident == self._held:
             try:
                 self.path.rmdir()
                 log.info("released the leader lock %s", self.path)

@@ -53,7 +53,7 @@ class ServiceOptions:
 
     connect_wait_s: float = 5.0  # how long to wait for a first broker before going on without one
     settle_quiet_s: float = 0.3  # retained replay is over once nothing arrived for this long...
-    settle_max_s: float = 5.0  # ...or after this
+    settle_max_s: float = 3.0  # ...or after this
     drain_s: float = 3.0  # how long shutdown waits for publications to be acknowledged
     loop: LoopOptions = dataclasses.field(default_factory=LoopOptions)
 
@@ -94,7 +94,9 @@ class Coordinator:
             probes if probes is not None else {g.name: GateProbe(g, mono=mono) for g in config.gates}
         )
         self.group = group or subscribers_from_config(
-            config.bus, client_id=f"startgate-coordinator-{self.node}", topics=[self.topics.everything]
+            config.bus.as_role("coordinator"),
+            client_id=f"startgate-coordinator-{self.node}",
+            topics=[self.topics.everything],
         )
         self.notifier = notifier or SystemdNotifier()
         self.state_file = StateFile(c.state_dir)
@@ -147,19 +149,25 @@ class Coordinator:
                 return
 
     # -- run -----------------------------------------------------------------------------------
-    def _settle(self) -> None:
-        """Step the retained replay until the stream is quiet: the state is rebuilt from the bus."""
+    def _settle(self, stop: threading.Event) -> None:
+        """Step the retained replay until it is over: the state is rebuilt from the bus.
+
+        The replay is over once no retained message arrived for `settle_quiet_s` (live traffic,
+        which never stops on a busy cluster, does not count), or after `settle_max_s`.
+        """
         o = self.options
         end = self._mono() + o.settle_max_s
         quiet_until = self._mono() + o.settle_quiet_s
-        while self._mono() < min(end, quiet_until):
-            before = self.loop.steps
-            self.loop.run_once(max(0.0, min(end, quiet_until) - self._mono()))
-            if self.loop.steps != before:
+        seen = self.bus_in.retained
+        while not stop.is_set() and self._mono() < min(end, quiet_until):
+            self.loop.run_once(max(0.0, min(0.05, min(end, quiet_until) - self._mono())))
+            if self.bus_in.retained != seen:
+                seen = self.bus_in.retained
                 quiet_until = self._mono() + o.settle_quiet_s
 
-    def start(self) -> None:
+    def start(self, stop: threading.Event | None = None) -> None:
         """Connect, rebuild, tell systemd READY=1, and start contending for the lock."""
+        stop = stop or threading.Event()
         self.notifier.status("starting: connecting to the brokers")
         if self.config.coordinator.metrics_listen:
             self._metrics_server = self.metrics.serve(self.config.coordinator.metrics_listen)
@@ -171,14 +179,14 @@ class Coordinator:
             self.group.wait_ready(self.options.connect_wait_s, every=False)
         except BusError as exc:
             log.warning("no broker answered yet (%s); going on, they are retried in the background", exc)
-        self._settle()
+        self._settle(stop)
         self.loop.feed(Started())
         self.ready.set()
         self._lock_thread.start()
 
     def run(self, stop: threading.Event) -> None:
         """Run until `stop` is set, then shut down cleanly."""
-        self.start()
+        self.start(stop)
         try:
             while not stop.is_set():
                 self.loop.run_once(0.2)

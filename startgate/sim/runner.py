@@ -73,10 +73,16 @@ class SimResult:
 
 
 def wanted(sim: SimCluster, vmid: int) -> bool:
-    """Onboot (and not HA-managed), or HA-managed with requested state `started`."""
+    """Onboot (and not HA-managed), or HA-managed with requested state `started` in the scenario.
+
+    The scenario's state, not the current one: leaving `error` passes through `disabled` (set by
+    startgate's coordinator, or an admin), and a guest on its way back must not count as unwanted.
+    """
     g = sim.guests[vmid]
     if g.ha is not None and g.ha.managed:
-        return g.ha.state == "started"
+        spec = next((s for s in sim.scenario.guests if s.vmid == vmid), None)
+        ha = spec.ha_spec() if spec is not None else None
+        return (ha.state if ha is not None else g.ha.state) == "started"
     return g.onboot
 
 

@@ -94,6 +94,9 @@ class Timing:
     reconcile_interval_s: float = 0.5
     retry_backoff_s: float = 0.2
     ticket_ttl_s: float = 10.0
+    observe_interval_s: float = 0.3
+    release_timeout_s: float = 30.0
+    ha_stuck_s: float = 10.0
     stop_grace_s: float = 3.0
 
 
@@ -280,6 +283,11 @@ class StartgateSide:
             "retry_backoff_s": t.retry_backoff_s,
             "heartbeat_s": t.heartbeat_s,
             "ticket_ttl_s": t.ticket_ttl_s,
+            "observe_interval_s": t.observe_interval_s,
+            "release_timeout_s": t.release_timeout_s,
+            "ha_stuck_s": t.ha_stuck_s,
+            # `startup: up=` values are simulated seconds; the coordinator waits in real ones.
+            "startup_up_scale": min(1.0, sim.clock.scale),
         }
 
     # -- while it runs -------------------------------------------------------------------------

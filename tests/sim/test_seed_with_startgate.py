@@ -108,11 +108,11 @@ def test_nothing_reissues_held_starts_without_a_coordinator(result: SimResult) -
 
 
 def test_cli_run_with_startgate_reads_well(tmp_path: Path) -> None:
-    """`startgate simulate` with startgate: exits 1, says what is missing, every line fits 100 columns."""
+    """`startgate simulate` with startgate: exit 0 (1, naming what is missing, with no coordinator); lines fit."""
     path = tmp_path / "seed.toml"
     path.write_text(scn.dump(_seed(quiet_s=20.0)))
     res = CliRunner().invoke(app, ["simulate", str(path), "--scale", "0.02"])
-    assert res.exit_code == 1, res.output
+    assert res.exit_code == (0 if command_exists("coordinator") else 1), res.output
     out = res.output
     assert "Timeline (simulated seconds since power-on):" in out
     assert "HELD (hook exit 1)" in out
