@@ -66,7 +66,9 @@ def test_the_container_failed_in_the_plugin_is_found_and_started(result: SimResu
     assert starts[-1].source == COORDINATOR
     assert next(o for o in result.outcomes if o.vmid == 105).running
     assert result.bus is not None
-    records = [m for m in result.bus.of(messages.HeldStart) if isinstance(m, messages.HeldStart) and m.vmid == 105]
+    records = [
+        m for m in result.bus.of(messages.HeldStart) if isinstance(m, messages.HeldStart) and m.vmid == 105
+    ]
     assert records
     assert records[0].type == "lxc"
     assert "since its node booted" in records[0].reason or "LINSTOR" in records[0].reason
@@ -75,7 +77,9 @@ def test_the_container_failed_in_the_plugin_is_found_and_started(result: SimResu
 def test_the_leader_published_its_status_and_gate_health(result: SimResult) -> None:
     """The bus carries the leader's retained status and the gate's health as the CLI reads them."""
     assert result.bus is not None
-    status = [m for m in result.bus.of(messages.CoordinatorStatus) if isinstance(m, messages.CoordinatorStatus)]
+    status = [
+        m for m in result.bus.of(messages.CoordinatorStatus) if isinstance(m, messages.CoordinatorStatus)
+    ]
     assert status and status[-1].state in {"leader", "stopped"}
     health = [m for m in result.bus.of(messages.GateHealth) if isinstance(m, messages.GateHealth)]
     assert any(h.healthy for h in health)
