@@ -82,7 +82,7 @@ class Run:
 
     def coordinator_starts(self) -> list[Any]:
         """Start requests the coordinators made so far."""
-        return [e for e in self.events() if e.kind in {"start_requested"} and e.source == COORDINATOR]
+        return [e for e in self.events() if e.kind == "start_requested" and e.source == COORDINATOR]
 
     def leaders(self) -> list[messages.CoordinatorStatus]:
         """Every leader status seen on the bus, in order."""

@@ -57,10 +57,15 @@ def test_reconcile_sees_nodes_guests_and_failed_starts(make_sim: SimFactory) -> 
     assert all(n.online and n.startall_done and n.boot_time for n in nodes.values())
     assert abs(nodes["pve1"].boot_time - (sim.clock.now() - sim.node_uptime("pve1"))) < 30  # type: ignore[operator]
     guests = {e.vmid: e for e in events if isinstance(e, GuestObserved)}
-    assert guests[101].gates == ("linstor",) and guests[101].order == 1 and guests[101].up == 10.0
-    assert guests[101].onboot and guests[101].status == "stopped"
-    assert guests[102].type == "lxc" and guests[102].gates == ("linstor",)
-    assert guests[103].status == "running" and guests[103].last_ran is not None
+    assert guests[101].gates == ("linstor",)
+    assert guests[101].order == 1
+    assert guests[101].up == 10.0
+    assert guests[101].onboot
+    assert guests[101].status == "stopped"
+    assert guests[102].type == "lxc"
+    assert guests[102].gates == ("linstor",)
+    assert guests[103].status == "running"
+    assert guests[103].last_ran is not None
     failed = {e.vmid: e for e in events if isinstance(e, TaskObserved)}
     assert {101, 102} <= set(failed)
     assert "LINSTOR" in failed[102].exitstatus
@@ -72,11 +77,14 @@ def test_start_follow_and_observe(make_sim: SimFactory) -> None:
     sim = _booted(make_sim)
     pve = Pve(_client(sim), RULES)
     upid = pve.start("pve2", "qemu", 101)
-    assert upid.startswith("UPID:pve2:") and ":qmstart:101:" in upid
+    assert upid.startswith("UPID:pve2:")
+    assert ":qmstart:101:" in upid
     assert _wait_task(pve, "pve2", upid) is False  # the gate is down: the plugin fails it
     seen = pve.observe("pve1", "qemu", 101, 5.0)  # asked on the wrong node: found where it is
     assert isinstance(seen, GuestObserved)
-    assert seen.node == "pve2" and seen.status == "stopped" and seen.observed_at == 5.0
+    assert seen.node == "pve2"
+    assert seen.status == "stopped"
+    assert seen.observed_at == 5.0
     assert isinstance(pve.observe("pve2", "qemu", 999, 1.0), GuestMissing)
 
 
@@ -103,7 +111,7 @@ def test_tls_verify_wins_over_requests_ca_bundle(
 ) -> None:
     """$REQUESTS_CA_BUNDLE naming another CA does not override the configured one (requests#3829)."""
     sim = make_sim(scenario())
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", requests.certs.where())
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", requests.utils.DEFAULT_CA_BUNDLE_PATH)
     assert isinstance(_client(sim).get("/version"), dict)
     bad = ProxmoxClient(sim.api.base_url, sim.token.token_id, sim.token.secret, verify=True, timeout_s=5)
     with pytest.raises(ProxmoxError) as err:

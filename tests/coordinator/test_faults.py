@@ -76,9 +76,14 @@ def test_controller_flapping_causes_no_release_storm(session_broker: MosquittoPr
     ]
     assert len(ours) <= 2 * len({e.vmid for e in ours})  # retries at most, no storm
     flips = [(e.t, e.kind) for e in result.events if e.kind in {"gate_healthy", "gate_unhealthy"}]
-    # healthy_after=3 passes 0.1 s apart (real) after the controller healed: >= 0.2 s real before a release.
+    # healthy_after=3 passes 0.1 s apart (real) after the controller healed: >= 0.2 s real before a
+    # release. A controller that fails again is only seen at the next probe: a start issued in that
+    # gap is allowed (it fails in the plugin, and the gated property above holds regardless).
     margin = 0.2 / SCALE - 1.0
+    blind = 1.0 / SCALE
     for e in ours:
-        last = max((f for f in flips if f[0] <= e.t), default=None)
-        assert last is not None and last[1] == "gate_healthy", (e, last)
-        assert e.t - last[0] >= margin, (e.t, last)
+        healed = max((t for t, kind in flips if t <= e.t and kind == "gate_healthy"), default=None)
+        assert healed is not None, e
+        assert e.t - healed >= margin, (e.t, healed)
+        fell = [t for t, kind in flips if healed < t <= e.t and kind == "gate_unhealthy"]
+        assert not fell or e.t - fell[0] <= blind, (e.t, fell)

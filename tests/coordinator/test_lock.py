@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from startgate.coordinator.lock import LeaderLock
@@ -34,7 +33,8 @@ def test_mkdir_wins_and_the_other_waits(tmp_path: Path) -> None:
         clock.t += 3.0
         assert a.tick()
         assert not b.tick()
-    assert a.held and not b.held
+    assert a.held
+    assert not b.held
 
 
 def test_a_stale_lock_is_taken_after_the_timeout_from_first_sight(tmp_path: Path) -> None:
@@ -79,4 +79,4 @@ def test_file_system_trouble_is_reported_not_raised(tmp_path: Path) -> None:
     lock = LeaderLock(blocker / "startgate", 5.0, clock=Clock())
     assert not lock.tick()
     assert lock.problem
-    assert os.path.isfile(blocker)
+    assert blocker.is_file()

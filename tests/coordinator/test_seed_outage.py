@@ -48,7 +48,9 @@ def test_the_coordinator_starts_only_after_the_gate_is_healthy(result: SimResult
 
 def test_ha_guests_that_went_to_error_recovered(result: SimResult) -> None:
     """An HA guest refused until `error` is brought back (disabled -> started) and runs."""
-    errored = {e.vmid for e in result.events if e.kind == "ha_state" and e.detail.endswith("-> error")}
+    errored = {
+        e.vmid for e in result.events if e.kind == "ha_state" and e.detail.endswith("-> error") and e.vmid
+    }
     assert errored
     final = {o.vmid: o for o in result.outcomes}
     for vmid in errored:
@@ -61,7 +63,8 @@ def test_ha_guests_that_went_to_error_recovered(result: SimResult) -> None:
 def test_the_container_failed_in_the_plugin_is_found_and_started(result: SimResult) -> None:
     """CT 105 never reached its hook (the plugin failed first); the coordinator found and started it."""
     failed = [e for e in result.events if e.kind == "start_failed" and e.vmid == 105]
-    assert failed and failed[0].stage == "volumes-before-hook"
+    assert failed
+    assert failed[0].stage == "volumes-before-hook"
     starts = [e for e in result.events if e.kind == "start_requested" and e.vmid == 105]
     assert starts[-1].source == COORDINATOR
     assert next(o for o in result.outcomes if o.vmid == 105).running
@@ -80,7 +83,8 @@ def test_the_leader_published_its_status_and_gate_health(result: SimResult) -> N
     status = [
         m for m in result.bus.of(messages.CoordinatorStatus) if isinstance(m, messages.CoordinatorStatus)
     ]
-    assert status and status[-1].state in {"leader", "stopped"}
+    assert status
+    assert status[-1].state in {"leader", "stopped"}
     health = [m for m in result.bus.of(messages.GateHealth) if isinstance(m, messages.GateHealth)]
     assert any(h.healthy for h in health)
     assert all(h.gate == "linstor" for h in health)

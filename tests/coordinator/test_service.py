@@ -7,7 +7,6 @@ the coordinator finds them by reconciliation and starts them once the gate is he
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -141,7 +140,8 @@ def test_missing_privilege_fails_clearly(
             sim.boot_all()
             assert wait(lambda: any(h.state == "failed" for h in _held(tap, 101)))
             failed = next(h for h in _held(tap, 101) if h.state == "failed")
-            assert "403" in failed.reason and "VM.PowerMgmt" in failed.reason
+            assert "403" in failed.reason
+            assert "VM.PowerMgmt" in failed.reason
             assert not running(sim, 101)
     finally:
         tap.stop()
@@ -183,7 +183,8 @@ def test_cli_release_and_drop_answered_by_the_coordinator(
         assert wait(lambda: {101, 102} <= set(run.service.loop.state.held))
         res = cli.invoke(app, ["--config", str(path), "release", "101"])
         assert res.exit_code == 1, res.output
-        assert "refused" in res.output and "gate linstor unhealthy" in res.output
+        assert "refused" in res.output
+        assert "gate linstor unhealthy" in res.output
         res = cli.invoke(app, ["--config", str(path), "release", "--force", "--yes", "102"])
         assert res.exit_code == 0, res.output
         assert "ticket" in res.output

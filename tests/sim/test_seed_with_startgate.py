@@ -108,7 +108,7 @@ def test_nothing_reissues_held_starts_without_a_coordinator(result: SimResult) -
 
 
 def test_cli_run_with_startgate_reads_well(tmp_path: Path) -> None:
-    """`startgate simulate` with startgate: exit 0 (1, naming what is missing, with no coordinator); lines fit."""
+    """`startgate simulate` with startgate: exit 0 (1 naming what is missing without a coordinator)."""
     path = tmp_path / "seed.toml"
     path.write_text(scn.dump(_seed(quiet_s=20.0)))
     res = CliRunner().invoke(app, ["simulate", str(path), "--scale", "0.02"])
