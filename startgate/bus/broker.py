@@ -177,6 +177,9 @@ class MosquittoProcess:
             "log_type information",
             "connection_messages true",
             "max_queued_messages 10000",
+            # Small packets (PUBACKs) go out at once instead of waiting, under Nagle's algorithm,
+            # for the ACK the client's kernel delays by 40 ms (see contrib/mosquitto).
+            "set_tcp_nodelay true",
         ]
         if self.persistence:
             lines += [

@@ -17,10 +17,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from startgate.bus import messages as m
 from startgate.bus.topics import Topics
+from startgate.bus.values import Inbound, LinkUp
+from startgate.bus.values import Message as BusMessage
 from startgate.coordinator.api import TaskStatus
 from startgate.coordinator.metrics import Metrics
 from startgate.core import actions as a
@@ -76,6 +78,14 @@ class Persister(Protocol):
     def submit(self, state: State) -> None: ...
 
 
+class Inbox(Protocol):
+    """The loop's queue (a queue.Queue; the MQTT subscribers put raw messages in it too)."""
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None: ...
+    def get(self, block: bool = True, timeout: float | None = None) -> Any: ...
+    def get_nowait(self) -> Any: ...
+
+
 @dataclass(frozen=True)
 class Finished:
     """A worker's job ended: forget it as in flight, then step its events."""
@@ -83,6 +93,9 @@ class Finished:
     key: tuple[str, str]
     events: tuple[Event, ...] = ()
     task: TaskStatus | None = None  # a task poll's answer
+
+
+Item = Event | Inbound | Finished
 
 
 @dataclass
@@ -157,6 +170,8 @@ class Loop:
         persister: Persister,
         metrics: Metrics,
         options: LoopOptions | None = None,
+        inbox: Inbox | None = None,
+        ingest: Callable[[Inbound], Event | None] | None = None,
         wall: Callable[[], float] = time.time,
         mono: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -171,7 +186,10 @@ class Loop:
         self.options = options or LoopOptions()
         self.wall = wall
         self.mono = mono
-        self.queue: queue.SimpleQueue[Event | Finished] = queue.SimpleQueue()
+        # One queue for everything: the brokers' raw messages (paho's network threads put them
+        # here, so a message reaches the loop in one hop), the workers' answers, lock changes.
+        self.queue: Inbox = inbox if inbox is not None else queue.Queue()
+        self.ingest = ingest
         self.wake: float | None = None
         self.inflight: set[tuple[str, str]] = set()
         self.follows: dict[str, _Follow] = {}
@@ -185,7 +203,7 @@ class Loop:
         self._probe = ThreadPoolExecutor(max(1, len(probes)), thread_name_prefix="probe")
 
     # -- input -----------------------------------------------------------------------------------
-    def put(self, item: Event | Finished) -> None:
+    def put(self, item: Item) -> None:
         """Hand an event to the loop (any thread)."""
         self.queue.put(item)
 
@@ -208,7 +226,12 @@ class Loop:
         if persist:
             self.persister.submit(self.state)
 
-    def _handle(self, item: Event | Finished) -> None:
+    def _handle(self, item: Item) -> None:
+        if isinstance(item, BusMessage | LinkUp):
+            event = self.ingest(item) if self.ingest is not None else None
+            if event is not None:
+                self.feed(event)
+            return
         if not isinstance(item, Finished):
             self.feed(item)
             return

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import sys
 import threading
 import time
 import uuid
@@ -115,6 +116,7 @@ class Coordinator:
         wd = watchdog_interval()
         if wd is not None:
             loop_options = dataclasses.replace(loop_options, watchdog_s=min(wd, loop_options.watchdog_s))
+        self.bus_in = BusIn(None, self.topics, counters=self.group.counters, own_prefix=self.instance)
         self.loop = Loop(
             state,
             pve=self.pve,
@@ -125,10 +127,12 @@ class Coordinator:
             persister=self.writer,
             metrics=self.metrics,
             options=loop_options,
+            inbox=self.group.inbox,
+            ingest=self.bus_in.handle,
             wall=wall,
             mono=mono,
         )
-        self.bus_in = BusIn(self.group.get, self.topics, self.loop.put, counters=self.group.counters)
+
         self._mono = mono
         self._lock_stop = threading.Event()
         self._lock_thread = threading.Thread(target=self._lock_loop, name="leader-lock", daemon=True)
@@ -168,13 +172,15 @@ class Coordinator:
     def start(self, stop: threading.Event | None = None) -> None:
         """Connect, rebuild, tell systemd READY=1, and start contending for the lock."""
         stop = stop or threading.Event()
+        # A release hops over several threads (loop, publisher, paho, a worker); with Python's
+        # default 5 ms GIL switch interval each hop can wait that long behind a busy loop.
+        sys.setswitchinterval(min(sys.getswitchinterval(), 0.001))
         self.notifier.status("starting: connecting to the brokers")
         if self.config.coordinator.metrics_listen:
             self._metrics_server = self.metrics.serve(self.config.coordinator.metrics_listen)
         self.writer.start()
         self.publisher.start()
         self.group.start()
-        self.bus_in.start()
         try:
             self.group.wait_ready(self.options.connect_wait_s, every=False)
         except BusError as exc:

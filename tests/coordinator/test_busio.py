@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 
 from startgate.bus import messages as m
 from startgate.bus.topics import Topics
@@ -51,6 +52,10 @@ class Link:
         threading.Event().wait(self.delay)
         self.got.append(topic)
 
+    def publish_batch(self, items: Sequence[tuple[str, bytes, bool]], *, timeout: float = 5.0) -> None:
+        for topic, payload, retain in items:
+            self.publish(topic, payload, retain=retain, timeout=timeout)
+
 
 def test_busout_keeps_order_per_broker_and_skips_a_down_one() -> None:
     """Every broker gets the publications in order; a down broker never holds up `wait`."""
@@ -75,4 +80,18 @@ def test_busout_wait_times_out_on_a_slow_broker() -> None:
     assert not out.wait(seq, 0.05)
     assert time.monotonic() - t0 < 0.4
     assert out.wait(seq, 5.0)
+    out.close()
+
+
+def test_busout_coalesces_retained_updates_of_one_topic() -> None:
+    """In a burst, only the last retained payload per topic is published; other messages all go."""
+    slow = Link("mqtt://slow", delay=0.2)
+    out = BusOut([slow]).start()
+    out.send("first", b"x", retain=False)  # keeps the thread busy while the burst queues up
+    for i in range(10):
+        out.send("held/101", str(i).encode(), retain=True)
+        out.send(f"reply/{i}", b"r", retain=False)
+    assert out.wait(out.last_seq, 10.0)
+    assert slow.got.count("held/101") == 1
+    assert [t for t in slow.got if t.startswith("reply/")] == [f"reply/{i}" for i in range(10)]
     out.close()

@@ -12,7 +12,7 @@ import logging
 import ssl
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, ParamSpec, cast
 
 import paho.mqtt.client as paho
@@ -224,4 +224,42 @@ def publish_and_wait(
     outcome = acks.wait(info, deadline, drops_before)
     if isinstance(outcome, ReasonCode) and outcome.is_failure:
         raise refusal(outcome, f"{url} refused the publish to {topic}")
+    return outcome
+
+
+def publish_pipelined(
+    client: paho.Client,
+    acks: Acks,
+    *,
+    url: str,
+    items: Sequence[tuple[str, bytes, bool]],
+    deadline: float,
+) -> Outcome:
+    """Send several QoS 1 messages back to back, then wait for every PUBACK (the first failure wins).
+
+    paho keeps at most its in-flight window on the wire and sends the rest as acks come back, so
+    a batch costs about one round trip per window instead of one per message. Batches must stay
+    below `Acks._KEEP`, or early acknowledgements could be evicted before they are awaited.
+    """
+    if len(items) > Acks._KEEP // 2:
+        raise ValueError(f"a pipelined batch holds at most {Acks._KEEP // 2} messages")
+    drops_before = acks.drops
+    infos = []
+    for topic, payload, retain in items:
+        try:
+            info = client.publish(topic, payload, qos=1, retain=retain)
+        except ValueError as exc:
+            raise TopicError(f"cannot publish to {topic!r} on {url}: {exc}") from None
+        if info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN:
+            return "dropped"
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            raise BusError(f"publish to {topic} on {url} failed: {paho.error_string(info.rc)}")
+        infos.append((topic, info))
+    outcome: Outcome = "timeout"
+    for topic, info in infos:
+        outcome = acks.wait(info, deadline, drops_before)
+        if isinstance(outcome, ReasonCode) and outcome.is_failure:
+            raise refusal(outcome, f"{url} refused the publish to {topic}")
+        if not isinstance(outcome, ReasonCode):
+            return outcome
     return outcome

@@ -9,7 +9,9 @@ received messages handed over through a thread-safe queue.
 
 from __future__ import annotations
 
+import contextlib
 import queue
+import socket
 import threading
 import time
 from collections.abc import Sequence
@@ -31,10 +33,23 @@ from startgate.bus.mqtt._paho import (
     new_client,
     protocol_name,
     publish_and_wait,
+    publish_pipelined,
     refusal,
 )
 from startgate.bus.values import BrokerAddress, ClientSettings, Counters, Inbound, LinkUp, Message, Will
 from startgate.errors import BrokerUnavailableError, BusError, NotAuthorizedError, PublishTimeoutError
+
+
+def _nodelay(client: paho.Client) -> None:
+    """Send small packets (PUBACKs, single publishes) at once (paho leaves Nagle's algorithm on).
+
+    With Nagle, a PUBACK written while an earlier packet is unacknowledged waits for the peer's
+    delayed ACK, 40 ms on Linux: a publish-and-wait then takes 40 ms instead of a round trip.
+    """
+    sock = client.socket()
+    if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 class Subscriber:
@@ -173,6 +188,30 @@ class Subscriber:
         if outcome == "dropped":
             raise BrokerUnavailableError(f"the link to {self.url} dropped; {topic} is re-sent if it returns")
 
+    def publish_batch(self, items: Sequence[tuple[str, bytes, bool]], *, timeout: float = 5.0) -> None:
+        """Publish (topic, payload, retain) messages with QoS 1, pipelined, and wait for every PUBACK.
+
+        For a service that writes much retained state at once (the coordinator after a takeover or
+        a release storm): one round trip per paho in-flight window, not one per message. At most
+        500 messages per call. Fails at once when not connected, and when the link drops meanwhile
+        (the caller republishes what matters when the link is back).
+        """
+        for topic, payload, _retain in items:
+            check_publish_args(topic, payload)
+        client = self._client
+        if client is None or not self._connected.is_set():
+            detail = f": {self.last_error}" if self.last_error else ""
+            raise BrokerUnavailableError(f"not connected to {self.url}{detail}")
+        outcome = publish_pipelined(
+            client, self._acks, url=self.url, items=items, deadline=self._clock() + timeout
+        )
+        if outcome == "timeout":
+            raise PublishTimeoutError(
+                f"no PUBACK from {self.url} for a batch of {len(items)} within {timeout:.1f}s"
+            )
+        if outcome == "dropped":
+            raise BrokerUnavailableError(f"the link to {self.url} dropped during a batch of {len(items)}")
+
     def stop(self, *, publish_will: bool = False, timeout: float = 2.0) -> None:
         """Disconnect cleanly; with `publish_will`, first publish the will's payload (a clean
         disconnect does not fire the will, so "offline" must be said explicitly)."""
@@ -213,6 +252,7 @@ class Subscriber:
             log.warning("%s; retrying with backoff", self.last_error)
             return
         self.last_error = None
+        _nodelay(client)
         self._session_present = bool(flags.session_present)
         self._connected.set()
         self.counters.add(connects=1)
