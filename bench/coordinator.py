@@ -263,7 +263,7 @@ def main() -> None:
             Figure("coordinator: 1,000 held starts all issued", issued, "s", "<= 2 s",
                    "16 nodes x max_parallel_starts 64, instant tasks", issued <= 2),
             Figure("coordinator: bus ingest (hook events stepped)", rate, "ev/s", ">= 5,000",
-                   f"core pipeline alone {alone:,.0f} ev/s; via broker from a Python publisher {wire:,.0f} ev/s",
+                   f"core pipeline alone {alone:,.0f} ev/s; from a Python publisher {wire:,.0f} ev/s",
                    rate >= 5000),
             Figure(f"coordinator: RSS with {held:,} held starts", rss, "MiB", "<= 100 MiB",
                    "this process: fakes and bench included", rss <= 100),

@@ -20,7 +20,7 @@ COORDINATOR = "api:startgate@pve!coordinator"
 @pytest.fixture(scope="module")
 def result(session_broker: MosquittoProcess) -> SimResult:
     """One run of the seed outage with everything startgate has, judged."""
-    scen = scn.load(seed_scenario()).model_copy(update={"quiet_s": 60.0})
+    scen = scn.load(seed_scenario()).model_copy(update={"quiet_s": 150.0})
     side = StartgateSide(broker_url=session_broker.url, topic_prefix=f"t{uuid.uuid4().hex[:12]}")
     return play(scen, with_startgate=True, scale=SCALE, side=side)
 

@@ -81,9 +81,13 @@ def _held(tap: BusTap, vmid: int) -> list[messages.HeldStart]:
 def test_the_coordinator_starts_what_failed_in_the_plugin(
     make_sim: SimFactory, session_broker: MosquittoProcess, tmp_path: Path, topic_prefix: str
 ) -> None:
-    """Found by reconciliation, started once the gate is healthy, READY and STATUS told to systemd."""
+    """Found by reconciliation, started once the gate is healthy, READY and STATUS told to systemd.
+
+    A second broker in the list is down the whole time: the coordinator works with the one it has.
+    """
     sim = make_sim(small())
-    cfg = sim_config(sim, node="pve1", brokers=[session_broker.url], topic_prefix=topic_prefix, root=tmp_path)
+    brokers = [session_broker.url, "mqtt://127.0.0.1:1"]
+    cfg = sim_config(sim, node="pve1", brokers=brokers, topic_prefix=topic_prefix, root=tmp_path)
     with Running(cfg) as run:
         sim.boot_all()
         assert wait(lambda: running(sim, 100, 101, 102))

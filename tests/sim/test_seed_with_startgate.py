@@ -110,7 +110,7 @@ def test_nothing_reissues_held_starts_without_a_coordinator(result: SimResult) -
 def test_cli_run_with_startgate_reads_well(tmp_path: Path) -> None:
     """`startgate simulate` with startgate: exit 0 (1 naming what is missing without a coordinator)."""
     path = tmp_path / "seed.toml"
-    path.write_text(scn.dump(_seed(quiet_s=20.0)))
+    path.write_text(scn.dump(_seed(quiet_s=150.0)))  # the coordinator runs in real time: give it room
     res = CliRunner().invoke(app, ["simulate", str(path), "--scale", "0.02"])
     assert res.exit_code == (0 if command_exists("coordinator") else 1), res.output
     out = res.output
