@@ -71,7 +71,7 @@ node = "pve1"
 [bus]
 brokers = {json.dumps(list(brokers))}
 topic_prefix = "{prefix}"
-connect_timeout_s = 0.5
+connect_timeout_s = 3.0
 [proxmox]
 config_dir = "{config_dir}"
 token_secret_file = "{path.parent / "token"}"

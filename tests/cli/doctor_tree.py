@@ -134,7 +134,7 @@ def build(tmp: Path, brokers: list[str], prefix: str, api_url: str, secret: str)
         extra="",
         gate_extra="",
     )
-    text = s.cfg.read_text().replace("[proxmox]\n", f'[proxmox]\nurl = "{api_url}"\ntimeout_s = 2.0\n')
+    text = s.cfg.read_text().replace("[proxmox]\n", f'[proxmox]\nurl = "{api_url}"\ntimeout_s = 10.0\n')
     s.cfg.write_text(text)
     return s
 

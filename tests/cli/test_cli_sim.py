@@ -38,7 +38,7 @@ node = "pve1"
 [bus]
 brokers = ["{broker_url}"]
 topic_prefix = "{prefix}"
-connect_timeout_s = 0.5
+connect_timeout_s = 3.0
 [proxmox]
 url = "{base}"
 token_id = "{sim.token.token_id}"
