@@ -31,7 +31,7 @@ bench: venv
 	$(PY) -m bench.run
 
 soak: venv
-	$(PY) -m startgate.sim.soak --minutes $${SOAK_MINUTES:-5}
+	$(VENV)/bin/startgate soak --minutes $${SOAK_MINUTES:-5}
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -1,4 +1,4 @@
-"""`startgate simulate SCENARIO.toml` and `startgate demo`: play a total outage on a simulated cluster.
+"""`startgate simulate SCENARIO.toml`, `demo` and `soak`: total outages on a simulated cluster.
 
 Exit 0 only when the simulation's own invariant checker finds every guest that should run
 running, none started before its gates were healthy and none started twice; 1 otherwise; 2 for a
@@ -107,7 +107,37 @@ def demo(
     _run(ctx, seed_scenario(), without_startgate, json_file, scale)
 
 
+@guarded
+def soak(
+    minutes: Annotated[
+        float, typer.Option("--minutes", min=0.01, help="wall-clock minutes to keep starting rounds")
+    ] = 5.0,
+    rounds: Annotated[int | None, typer.Option("--rounds", min=1, help="stop after this many rounds")] = None,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="fault draw seed (default: from the clock)")
+    ] = None,
+    keep: Annotated[
+        Path | None,
+        typer.Option("--keep", help="keep the files (logs, state) of rounds with a violation here"),
+    ] = None,
+) -> None:
+    """Total outages one after another on a simulated cluster, with random faults; print the table."""
+    import time  # noqa: PLC0415 - keep `startgate --help` light
+
+    from startgate.sim import soak as soak_run  # noqa: PLC0415
+
+    seed = seed if seed is not None else int(time.time()) % 100_000
+    began = time.monotonic()
+    report = soak_run.soak(
+        minutes, seed, max_rounds=rounds, say=lambda line: typer.echo(line, err=True), keep=keep
+    )
+    for line in report.table((time.monotonic() - began) / 60.0):
+        typer.echo(line)
+    raise typer.Exit(EXIT_OK if report.ok else EXIT_NOT_OK)
+
+
 def register(app: typer.Typer) -> None:
-    """Attach `simulate` and `demo` to the root app."""
+    """Attach `simulate`, `demo` and `soak` to the root app."""
     app.command("simulate")(simulate)
     app.command("demo")(demo)
+    app.command("soak")(soak)

@@ -76,6 +76,13 @@ def _is_missing(exc: ProxmoxError) -> bool:
     return exc.status == 500 and "does not exist" in str(exc)
 
 
+def _node_unreachable(exc: ProxmoxError) -> bool:
+    # pveproxy proxies a call for another node with AnyEvent::HTTP (pve-http-server
+    # src/PVE/APIServer/AnyEvent.pm `proxy_request`), whose 595 means the connection failed:
+    # the node is down, and HA may have recovered the guest elsewhere.
+    return exc.status == 595
+
+
 def _tasks(data: Any) -> list[dict[str, Any]]:
     return [t for t in data if isinstance(t, dict)] if isinstance(data, list) else []
 
@@ -188,9 +195,12 @@ class Pve:
         try:
             status = self.client.get(f"/nodes/{node}/{type_}/{vmid}/status/current")
         except ProxmoxError as exc:
-            if not _is_missing(exc):
+            unreachable = _node_unreachable(exc)
+            if not (_is_missing(exc) or unreachable):
                 raise
             moved = self._find(vmid)
+            if unreachable and (moved is None or moved[0] == node):
+                raise  # still listed on its dead node: nothing more to learn now
             if moved is None:
                 return GuestMissing(vmid)
             node, type_ = moved

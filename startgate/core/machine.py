@@ -25,8 +25,9 @@ from startgate.bus.messages import (
     Reply,
     Ticket,
 )
+from startgate.bus.topics import HELD
 from startgate.core import commands, health, intake, lifecycle, observe, release, ticks
-from startgate.core.actions import Action, Notify, Persist, Publish, Reconcile
+from startgate.core.actions import Action, ClearRetained, Notify, Persist, Publish, Reconcile
 from startgate.core.events import (
     BadCommand,
     BusConnected,
@@ -129,10 +130,19 @@ def _on_lock_lost(state: State, ev: LockLost, out: Out) -> State:
 
 
 def _republish(state: State, out: Out) -> None:
-    """Every retained thing we own, again: a new leader, or a broker that may have lost it."""
+    """Every retained thing we own, again: a new leader, or a broker that may have lost it.
+
+    And every held record that should no longer be there cleared again: a broker restored from
+    its disk file brings back records cleared after its last save, a leader that died mid-release
+    never cleared the starts that ended while we followed, and a clear made while the link was
+    down was lost. Clearing an empty topic changes nothing, so each tombstone is cleared again.
+    """
     if not release.acting(state):
         return
     out.changed.update(state.held)
+    for vmid in state.tombstones:
+        if vmid not in state.held:
+            out.add(ClearRetained(HELD, vmid))
     health.publish_all(state, out)
     out.add(Publish(ticks.status_message(state, ticks.counts(state), out), retain=True))
     for t in state.tickets.values():

@@ -121,6 +121,11 @@ def _look(state: State, e: HeldEntry, scan: _Scan, out: Out) -> None:
         _gate_timeouts(state, e, out)
 
 
+def _node_up(state: State, node: str) -> bool:
+    info = state.nodes.get(node)
+    return info is None or info.online
+
+
 def _scan(state: State, out: Out) -> tuple[State, Mapping[str, int]]:
     now = out.now
     s = state.settings
@@ -139,6 +144,9 @@ def _scan(state: State, out: Out) -> tuple[State, Mapping[str, int]]:
     for e in scan.idle:  # whoever was starting it is done or gone: look before acting
         state = lifecycle.move(state, e, "update", out, busy_until=None, needs_check=True, check_after=now)
         scan.watch.append(e)
+    # A guest of a node that is down cannot be looked at (pveproxy answers 595) and cannot run;
+    # the node's boot brings a reconcile. HA guests are looked for: HA may have moved them.
+    scan.watch = [e for e in scan.watch if e.ha or _node_up(state, e.node)]
     if acting and scan.watch:
         if now >= state.timers.observe_at:
             scan.watch.sort(key=lambda e: (e.phase != "ha-wait", e.check_after, e.vmid))

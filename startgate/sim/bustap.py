@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from startgate.bus import messages
 from startgate.bus.inbox import Invalid, Received, ValidatingInbox
 from startgate.bus.mqtt import Subscriber
-from startgate.bus.topics import Topics
+from startgate.bus.topics import HELD, Topics
 from startgate.bus.values import ClientSettings
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,16 @@ class BusRecord:
         for r in self.received:
             if isinstance(r.message, messages.HeldStart):
                 out[r.message.vmid] = r.message
+        return out
+
+    def held_now(self) -> dict[int, messages.HeldStart]:
+        """The retained `held/<vmid>` records still standing: a later empty payload cleared the rest."""
+        out: dict[int, messages.HeldStart] = {}
+        for r in self.received:
+            if isinstance(r.message, messages.HeldStart):
+                out[r.message.vmid] = r.message
+            elif isinstance(r.message, messages.Cleared) and r.message.ref.kind == HELD:
+                out.pop(int(str(r.message.ref.key)), None)
         return out
 
     def guest_events(self, vmid: int | None = None) -> list[messages.GuestEvent]:
@@ -117,3 +127,13 @@ class BusTap:
         self._sub.stop()
         if self._thread.is_alive():
             self._thread.join(2.0)
+
+
+def retained_now(broker: str, topics: Topics, settle_s: float = 0.5) -> BusRecord:
+    """What the broker holds retained right now, read by a fresh subscriber (not a tap's memory)."""
+    tap = BusTap(broker, topics, client_id=f"startgate-sim-look-{threading.get_ident()}").start()
+    try:
+        threading.Event().wait(settle_s)  # retained messages follow the subscription grant at once
+        return tap.record()
+    finally:
+        tap.stop()

@@ -48,7 +48,7 @@ class SimEvent:
     detail: str = ""
     source: str = ""  # who asked: startall, ha, api:<token id>, sim
     upid: str = ""
-    unhealthy_gates: tuple[str, ...] = ()  # on guest_running: the member gates not healthy right then
+    unhealthy_gates: tuple[str, ...] = ()  # on guest_running: member gates unhealthy when it passed pre-start
     stage: Stage = ""  # on start_failed / held: where the start failed (see `Stage`)
     real_ms: int | None = None  # on hook: how long the hook ran, in REAL milliseconds
 

@@ -125,13 +125,15 @@ class GuestOps:
             raise TaskError(f"{guest.label} already running")
         if guest.kind == "qemu":
             self.run_hook(task, guest, node, "pre-start")
+            decided = self._unhealthy(guest)
             self._activate(task, guest, node, "volumes")
         else:
             self._activate(task, guest, node, "volumes-before-hook" if hooked else "volumes")
             self.run_hook(task, guest, node, "pre-start")
+            decided = self._unhealthy(guest)
         if not c.clock.sleep(LAUNCH_S):
             raise StartFailedError("interrupted: simulated cluster closed", "launch")
-        self._mark_running(guest, node, source, task)
+        self._mark_running(guest, node, source, task, decided)
         self.run_hook(task, guest, node, "post-start")
 
     def _activate(self, task: Task, guest: Guest, node: str, stage: Stage) -> None:
@@ -154,14 +156,25 @@ class GuestOps:
             stage=exc.stage,
         )
 
-    def _mark_running(self, guest: Guest, node: str, source: str, task: Task) -> None:
+    def _unhealthy(self, guest: Guest) -> tuple[str, ...]:
+        """The member gates unhealthy at the moment the start went past its pre-start hook.
+
+        That moment is the start's decision; the `gated` property is judged there. A gate that
+        fails during the launch that follows does not make it a start before the gate was healthy
+        (on a real node the volumes are active by then and the guest runs on).
+        """
+        with self._c.lock:
+            return self._c.unhealthy_gates(guest)
+
+    def _mark_running(
+        self, guest: Guest, node: str, source: str, task: Task, unhealthy: tuple[str, ...]
+    ) -> None:
         c = self._c
         with c.lock:
             if not c.nodes[node].up:
                 raise TaskError(f"node '{node}' lost power")
             guest.running = True
             guest.running_since = c.clock.elapsed()
-            unhealthy = c.unhealthy_gates(guest)
             c.events.add(
                 "guest_running",
                 node=node,

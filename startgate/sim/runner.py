@@ -129,6 +129,9 @@ def _pending(sim: SimCluster) -> bool:
             return True
         if any(f.from_s <= now < f.until_s for f in ctrl.state.flaps):
             return True
+    # A call held by an API fault makes no event until it is answered; its caller is still at work.
+    if any(f.from_s <= now < f.until_s + f.delay_s for f in sim.api.faults):
+        return True
     young = now - sim.scenario.quiet_s
     return any(t.upid.starttime - sim.clock.epoch > young for t in sim.tasks.running())
 

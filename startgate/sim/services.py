@@ -218,6 +218,32 @@ class NodeServices:
         if sig == signal.SIGKILL:
             self.killed += len(runs)
 
+    def kill(self, node: str, service: str) -> bool:
+        """SIGKILL one service as a fault (not recorded as a service that exited on its own)."""
+        with self._lock:
+            run = self._running.pop((node, service), None)
+        if run is None:
+            return False
+        with contextlib.suppress(ProcessLookupError):
+            run.proc.kill()
+        run.proc.wait()
+        run.out.close()
+        self.killed += 1
+        return True
+
+    def respawn(self, node: str, service: str) -> bool:
+        """Start `service` on `node` again after it died (systemd's `Restart=on-failure`; same boot id)."""
+        with self._lock:
+            if self._closed:
+                return False
+            self._reap_exited()
+            spec = next((s for s in self.services if s.name == service), None)
+            if spec is None or (node, service) in self._running:
+                return False
+            self._running[(node, service)] = self._spawn(node, spec)
+            self.spawned += 1
+            return True
+
     def running(self, node: str, service: str) -> int | None:
         """The pid of `service` on `node` while it runs, else None."""
         with self._lock:

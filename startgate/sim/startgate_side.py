@@ -123,8 +123,13 @@ class StartgateSide:
         topic_prefix: str | None = None,
         has_command: Callable[[str], bool] = command_exists,
         coordinator_args: tuple[str, ...] = ("coordinator",),
+        broker_autosave_s: int | None = None,
     ) -> None:
         """`coordinator`: None runs it when this build has it, False never (hook and agent only).
+
+        `broker_autosave_s`: our own broker keeps its retained messages on disk, saved every so
+        many real seconds, as contrib/mosquitto/startgate.conf does (None: in memory only, so a
+        broker that is killed comes back empty).
 
         `topic_prefix`: default "startgate" on the sim's own broker; on a configured broker a prefix
         of its own per run ("startgate-sim/<id>"), so a demo never writes into a real cluster's topics.
@@ -133,6 +138,7 @@ class StartgateSide:
         self._want_coordinator = coordinator
         self._has_command = has_command
         self.coordinator_args = coordinator_args  # after `startgate --config <toml>`
+        self._autosave_s = broker_autosave_s
         self.timing = timing or Timing()
         if topic_prefix is None:
             topic_prefix = TOPIC_PREFIX if broker_url is None else f"startgate-sim/{uuid.uuid4().hex[:8]}"
@@ -186,7 +192,11 @@ class StartgateSide:
         """Broker, per-node files and install, hookscripts; the services then follow node power."""
         self._sim = sim
         if self._broker_url is None:
-            self._broker = MosquittoProcess(sim.root / "broker")
+            self._broker = MosquittoProcess(
+                sim.root / "broker",
+                persistence=self._autosave_s is not None,
+                autosave_interval_s=self._autosave_s or 60,
+            )
             self._broker.start()
         elif any(isinstance(f, scn.BrokerDown) for f in sim.scenario.faults):
             self.notes.append("broker_down faults ignored: the broker is the configured one, not ours")

@@ -88,6 +88,20 @@ def test_start_follow_and_observe(make_sim: SimFactory) -> None:
     assert isinstance(pve.observe("pve2", "qemu", 999, 1.0), GuestMissing)
 
 
+def test_a_guest_on_a_dead_node_is_looked_for_where_ha_recovered_it(make_sim: SimFactory) -> None:
+    """Asked on a node that is down (595), the guest is found on the node HA moved it to."""
+    sim = _booted(make_sim)
+    pve = Pve(_client(sim), RULES)
+    sim.kill_node("pve3")
+    with pytest.raises(ProxmoxError) as err:  # still listed on its dead node: nothing to learn
+        pve.observe("pve3", "qemu", 103, 1.0)
+    assert err.value.status == 595
+    sim.move_guest(sim.guests[103], "pve2")  # what the CRM's recovery does after fencing
+    seen = pve.observe("pve3", "qemu", 103, 2.0)
+    assert isinstance(seen, GuestObserved)
+    assert seen.node == "pve2"
+
+
 def test_api_errors_carry_their_status(make_sim: SimFactory) -> None:
     """403 (a token without VM.PowerMgmt), an injected 503, and a timeout (status 0) are ProxmoxErrors."""
     sim = _booted(make_sim)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from startgate.bus.messages import CoordinatorStatus, GateHealth, HeldStart
-from startgate.core.actions import Notify, ObserveGuest, Persist, Reconcile, StartGuest
+from startgate.bus.messages import CoordinatorStatus, GateHealth, HeldStart, NodeStatus
+from startgate.bus.topics import HELD
+from startgate.core.actions import ClearRetained, Notify, ObserveGuest, Persist, Reconcile, StartGuest
 from startgate.core.events import BusConnected, LockAcquired, LockLost, Shutdown, StartResult, Tick
-from tests.core.helpers import Run, observed, of, published, settings
+from tests.core.helpers import Run, guest_event, observed, of, published, settings
 
 
 def test_a_follower_probes_and_records_but_never_acts() -> None:
@@ -90,6 +91,29 @@ def test_a_broker_that_reconnects_gets_all_retained_state_again() -> None:
     assert published(actions, CoordinatorStatus)
 
 
+def test_a_new_leader_clears_the_records_of_starts_that_ended_while_it_followed() -> None:
+    """A start that succeeded while we followed (its leader died before clearing it): cleared on takeover."""
+    run = Run(leader=False)
+    run.hold(101)
+    run.hold(102)
+    run.send(guest_event(101, "post-start", time=run.now + 5.0), after=5.0)
+    assert 101 not in run.state.held
+    actions = run.send(LockAcquired(), after=1.0)
+    assert of(actions, ClearRetained) == [ClearRetained(HELD, 101)]
+    assert [m.vmid for m in published(actions, HeldStart)] == [102]
+
+
+def test_a_reconnected_broker_has_finished_records_cleared_again() -> None:
+    """A broker restored from its disk file may bring back cleared records: BusConnected clears them again."""
+    run = Run()
+    run.hold(101)
+    run.hold(102)
+    run.send(guest_event(101, "post-start", time=run.now + 5.0), after=5.0)
+    actions = run.send(BusConnected("mqtt://pve2:1883"))
+    assert of(actions, ClearRetained) == [ClearRetained(HELD, 101)]
+    assert [m.vmid for m in published(actions, HeldStart)] == [102]
+
+
 def test_periodic_reconcile_and_heartbeat() -> None:
     """The leader reconciles every reconcile_interval_s and publishes its status every heartbeat_s."""
     run = Run(settings(reconcile_interval_s=30.0, heartbeat_s=20.0))
@@ -118,3 +142,14 @@ def test_after_a_takeover_guests_are_looked_up_a_few_at_a_time() -> None:
     assert [o.vmid for o in looked] == [101, 102, 103]
     assert of(run.send(Tick(), after=1.0), ObserveGuest) == []
     assert len(of(run.send(Tick(), after=1.0), ObserveGuest)) == 3
+
+
+def test_after_a_takeover_guests_of_a_dead_node_are_not_looked_at_unless_ha() -> None:
+    """A node that is down answers nothing (595): only its HA guests, which HA may move, are looked for."""
+    run = Run(leader=False)
+    run.hold(101, node="pve2")
+    run.hold(102, node="pve2", ha=True)
+    run.send(NodeStatus(time=run.now, node="pve2", state="offline"))
+    run.send(LockAcquired(), after=1.0)
+    looked = [a.vmid for a in of(run.send(Tick(), after=60.0), ObserveGuest)]
+    assert looked == [102]

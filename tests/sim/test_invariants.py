@@ -56,3 +56,35 @@ def test_ha_guest_of_a_node_that_never_returns_is_recovered(make_sim: SimFactory
     assert not final[102].should_run  # its node never came back
     assert "vm:101 fence -> recovery" in [e.detail for e in result.events if e.kind == "ha_state"]
     assert result.ok
+
+
+def test_a_run_is_not_quiet_while_an_api_fault_holds_calls(make_sim: SimFactory) -> None:
+    """A call held by an API fault makes no event, yet its caller is at work: not `quiet` until answered."""
+    s = scenario(
+        extra_guests=[{"vmid": 101, "node": "pve2", "disks": ["drbdstorage"], "onboot": True}],
+        faults=[
+            {"kind": "controller_never_healthy", "gate": "linstor"},
+            {"kind": "api_errors", "from_s": 0, "until_s": 50, "delay_s": 100, "status": 504},
+        ],
+        quiet_s=20,
+        duration_s=600,
+    )
+    result = run_outage(make_sim(s))
+    assert result.end == "quiet"
+    assert result.sim_s >= 150
+
+
+def test_a_member_started_past_an_unhealthy_gate_is_flagged(make_sim: SimFactory) -> None:
+    """A member with a local disk and no hook starts while its gate is down: the run names it `gated`."""
+    s = scenario(
+        gates=[{"name": "linstor", "vmid": 100, "tags": ["needs-linstor"], "boot_s": 30.0}],
+        extra_guests=[
+            {"vmid": 101, "node": "pve2", "disks": ["local-lvm"], "onboot": True, "tags": ["needs-linstor"]}
+        ],
+        faults=[{"kind": "controller_never_healthy", "gate": "linstor"}],
+        quiet_s=20,
+    )
+    result = run_outage(make_sim(s))
+    assert [v.vmid for v in result.invariants.by_rule("gated")] == [101]
+    running = next(e for e in result.events if e.kind == "guest_running" and e.vmid == 101)
+    assert running.unhealthy_gates == ("linstor",)
