@@ -221,7 +221,9 @@ class BusOut:
             if first is None:
                 return
             batch = [first]
-            while len(batch) < _BATCH:  # whatever else is queued goes in the same round trip
+            # Everything queued is taken at once: when the broker lags behind a burst, a held
+            # record changed many times meanwhile is published once instead of once per change.
+            while True:
                 try:
                     item = q.get_nowait()
                 except queue.Empty:
@@ -231,8 +233,8 @@ class BusOut:
                     break
                 batch.append(item)
             mine = coalesce([i for i in batch if i.broker is None or i.broker == link.url])
-            if mine:
-                self._publish(link, mine)
+            for start in range(0, len(mine), _BATCH):
+                self._publish(link, mine[start : start + _BATCH])
             with self._cond:
                 self._done[link.url] = batch[-1].seq
                 self._cond.notify_all()
