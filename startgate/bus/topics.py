@@ -96,8 +96,9 @@ class Topics:
     def __init__(self, prefix: str, cluster: str) -> None:
         parts = [*prefix.split("/"), cluster]
         self.base = "/".join(_name(p, "topic part") for p in parts)
-        # The coordinator parses every message's topic, and a cluster has a few thousand topics
-        # at most: what parsed once is looked up. Bounded, so a flood of made-up topics cannot grow it.
+        # The coordinator parses every message's topic, and the same few topics per guest come
+        # again and again: what parsed once is looked up. Bounded (emptied when full), so a
+        # flood of made-up topics cannot grow it.
         self._parsed: dict[str, TopicRef] = {}
 
     # -- names ---------------------------------------------------------------------------------
