@@ -248,6 +248,33 @@ def decode(topics: t.Topics, topic: str, payload: bytes) -> Message | Cleared:
     if len(payload) > MAX_PAYLOAD:
         raise MessageError(f"{topic}: payload of {len(payload)} bytes is larger than {MAX_PAYLOAD}")
     model = MODELS[ref.kind]
+    msg = _fast(model, payload)
+    if msg is None:
+        msg = _checked(model, topic, payload)
+    key_field = _KEY_FIELD.get(ref.kind)
+    if key_field is not None and getattr(msg, key_field) != ref.key:
+        raise MessageError(
+            f"{topic}: payload {key_field}={getattr(msg, key_field)!r} does not match the topic"
+        )
+    return msg
+
+
+def _fast(model: type[Message], payload: bytes) -> Message | None:
+    """`payload` parsed and validated in one pass (a third of the cost), or None: then `_checked` decides.
+
+    pydantic's JSON parser takes a subset of what json.loads does (no UTF-16, BOM, NaN or lone
+    surrogates) and gives the same values; what it refuses goes the long way, so the outcome and
+    every error message stay those of `_checked`. The version must be given, not defaulted.
+    """
+    try:
+        msg = model.model_validate_json(payload)
+    except ValidationError:
+        return None
+    return msg if "v" in msg.model_fields_set else None
+
+
+def _checked(model: type[Message], topic: str, payload: bytes) -> Message:
+    """`payload` decoded step by step, for a precise MessageError (or the odd payload only it takes)."""
     try:
         data: Any = json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -264,9 +291,4 @@ def decode(topics: t.Topics, topic: str, payload: bytes) -> Message | Cleared:
             for e in exc.errors(include_url=False)[:5]
         )
         raise MessageError(f"{topic}: invalid {model.__name__}: {problems}") from None
-    key_field = _KEY_FIELD.get(ref.kind)
-    if key_field is not None and getattr(msg, key_field) != ref.key:
-        raise MessageError(
-            f"{topic}: payload {key_field}={getattr(msg, key_field)!r} does not match the topic"
-        )
     return msg

@@ -85,14 +85,21 @@ _SHAPES: tuple[tuple[tuple[str | None, ...], str, Callable[[str], int | str]], .
 )
 
 
+_PARSED_MAX = 16384  # topics remembered by `Topics.parse`
+
+
 class Topics:
     """Topic names for one cluster under one prefix."""
 
-    __slots__ = ("base",)
+    __slots__ = ("_parsed", "base")
 
     def __init__(self, prefix: str, cluster: str) -> None:
         parts = [*prefix.split("/"), cluster]
         self.base = "/".join(_name(p, "topic part") for p in parts)
+        # The coordinator parses every message's topic, and the same few topics per guest come
+        # again and again: what parsed once is looked up. Bounded (emptied when full), so a
+        # flood of made-up topics cannot grow it.
+        self._parsed: dict[str, TopicRef] = {}
 
     # -- names ---------------------------------------------------------------------------------
     def guest_event(self, vmid: int) -> str:
@@ -175,6 +182,15 @@ class Topics:
     # -- parsing -------------------------------------------------------------------------------
     def parse(self, topic: str) -> TopicRef:
         """What `topic` names; TopicError if it is not one of ours or a part is invalid."""
+        ref = self._parsed.get(topic)
+        if ref is None:
+            ref = self._parse(topic)
+            if len(self._parsed) >= _PARSED_MAX:
+                self._parsed.clear()
+            self._parsed[topic] = ref
+        return ref
+
+    def _parse(self, topic: str) -> TopicRef:
         prefix = self.base + "/"
         if not topic.startswith(prefix):
             raise TopicError(f"topic {topic[:200]!r} is not under {self.base!r}")

@@ -12,6 +12,7 @@ number; `wait(seq)` returns once every broker has dealt with everything up to it
 or failed because that broker is unreachable), which is how a start waits for the gate health
 or ticket the hook will read. A broker that is not connected drops its backlog quickly: when it
 comes back, its LinkUp makes the core republish every retained record there.
+`topic_for` and `cleared_topic` name the topic each of the core's publications goes to.
 """
 
 from __future__ import annotations
@@ -66,6 +67,40 @@ def _bad_command(raw_topic: str, payload: bytes, topics: Topics, reason: str) ->
     except (ValueError, TypeError, KeyError):
         return None
     return BadCommand(request_id=request_id, error=reason)
+
+
+def topic_for(topics: Topics, msg: messages.Message) -> str:  # noqa: PLR0911 - one return per message kind
+    """The topic a message the core publishes goes to (from its kind and key)."""
+    if isinstance(msg, messages.HeldStart):
+        return topics.held(msg.vmid)
+    if isinstance(msg, messages.GateHealth):
+        return topics.gate_health(msg.gate)
+    if isinstance(msg, messages.CoordinatorStatus):
+        return topics.coordinator_status()
+    if isinstance(msg, messages.Ticket):
+        return topics.ticket(msg.vmid)
+    if isinstance(msg, messages.Reply):
+        return topics.reply(msg.request_id)
+    if isinstance(msg, messages.GuestEvent):
+        return topics.guest_event(msg.vmid)
+    if isinstance(msg, messages.NodeStatus):
+        return topics.node_status(msg.node)
+    if isinstance(msg, messages.NodeEvent):
+        return topics.node_event(msg.node)
+    raise TypeError(f"no topic for {type(msg).__name__}")
+
+
+def cleared_topic(topics: Topics, kind: str, key: int | str) -> str:
+    """The topic of a retained record to clear."""
+    if kind == "held":
+        return topics.held(int(key))
+    if kind == "ticket":
+        return topics.ticket(int(key))
+    if kind == "gate_health":
+        return topics.gate_health(str(key))
+    if kind == "coordinator_status":
+        return topics.coordinator_status()
+    raise ValueError(f"cannot clear a retained {kind!r}")
 
 
 class BusIn:
@@ -221,7 +256,9 @@ class BusOut:
             if first is None:
                 return
             batch = [first]
-            while len(batch) < _BATCH:  # whatever else is queued goes in the same round trip
+            # Everything queued is taken at once: when the broker lags behind a burst, a held
+            # record changed many times meanwhile is published once instead of once per change.
+            while True:
                 try:
                     item = q.get_nowait()
                 except queue.Empty:
@@ -231,8 +268,8 @@ class BusOut:
                     break
                 batch.append(item)
             mine = coalesce([i for i in batch if i.broker is None or i.broker == link.url])
-            if mine:
-                self._publish(link, mine)
+            for start in range(0, len(mine), _BATCH):
+                self._publish(link, mine[start : start + _BATCH])
             with self._cond:
                 self._done[link.url] = batch[-1].seq
                 self._cond.notify_all()

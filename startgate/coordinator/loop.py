@@ -14,23 +14,22 @@ from __future__ import annotations
 import logging
 import queue
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol
 
 from startgate.bus import messages as m
 from startgate.bus.topics import Topics
 from startgate.bus.values import Inbound, LinkUp
 from startgate.bus.values import Message as BusMessage
 from startgate.coordinator.api import TaskStatus
+from startgate.coordinator.busio import cleared_topic, topic_for
 from startgate.coordinator.metrics import Metrics
+from startgate.coordinator.ports import Inbox, Persister, Prober, Publisher, PveOps
 from startgate.core import actions as a
 from startgate.core.events import (
     BusConnected,
     Event,
-    GuestMissing,
-    GuestObserved,
     HaStateResult,
     ProbeResult,
     ReconcileDone,
@@ -39,51 +38,12 @@ from startgate.core.events import (
     Tick,
 )
 from startgate.core.machine import step
-from startgate.core.model import GuestType, State
+from startgate.core.model import State
 from startgate.errors import ProxmoxError
 from startgate.systemd import Notifier
 
 log = logging.getLogger(__name__)
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
-
-
-class PveOps(Protocol):
-    """The API operations the loop needs (startgate.coordinator.api.Pve)."""
-
-    def start(self, node: str, type_: GuestType, vmid: int) -> str: ...
-    def task_status(self, node: str, upid: str) -> TaskStatus: ...
-    def set_ha_state(self, type_: GuestType, vmid: int, state: str) -> None: ...
-    def observe(
-        self, node: str, type_: GuestType, vmid: int, observed_at: float
-    ) -> GuestObserved | GuestMissing: ...
-    def reconcile(self, nodes: Sequence[str] | None, observed_at: float, wall: float) -> list[Event]: ...
-
-
-class Prober(Protocol):
-    """One gate's probe (startgate.coordinator.probes.GateProbe)."""
-
-    def probe(self) -> ProbeResult: ...
-
-
-class Publisher(Protocol):
-    """Ordered publishing with sequence numbers (startgate.coordinator.busio.BusOut)."""
-
-    def send(self, topic: str, payload: bytes, *, retain: bool, broker: str | None = None) -> int: ...
-    def wait(self, seq: int, timeout: float) -> bool: ...
-
-
-class Persister(Protocol):
-    """Where Persist goes (startgate.coordinator.statefile.StateWriter)."""
-
-    def submit(self, state: State) -> None: ...
-
-
-class Inbox(Protocol):
-    """The loop's queue (a queue.Queue; the MQTT subscribers put raw messages in it too)."""
-
-    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None: ...
-    def get(self, block: bool = True, timeout: float | None = None) -> Any: ...
-    def get_nowait(self) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -121,40 +81,6 @@ class LoopOptions:
     follow_max_s: float = 900.0  # stop following a task that never ends
 
 
-def topic_for(topics: Topics, msg: m.Message) -> str:  # noqa: PLR0911 - one return per message kind
-    """The topic a message the core publishes goes to (from its kind and key)."""
-    if isinstance(msg, m.HeldStart):
-        return topics.held(msg.vmid)
-    if isinstance(msg, m.GateHealth):
-        return topics.gate_health(msg.gate)
-    if isinstance(msg, m.CoordinatorStatus):
-        return topics.coordinator_status()
-    if isinstance(msg, m.Ticket):
-        return topics.ticket(msg.vmid)
-    if isinstance(msg, m.Reply):
-        return topics.reply(msg.request_id)
-    if isinstance(msg, m.GuestEvent):
-        return topics.guest_event(msg.vmid)
-    if isinstance(msg, m.NodeStatus):
-        return topics.node_status(msg.node)
-    if isinstance(msg, m.NodeEvent):
-        return topics.node_event(msg.node)
-    raise TypeError(f"no topic for {type(msg).__name__}")
-
-
-def cleared_topic(topics: Topics, kind: str, key: int | str) -> str:
-    """The topic of a retained record to clear."""
-    if kind == "held":
-        return topics.held(int(key))
-    if kind == "ticket":
-        return topics.ticket(int(key))
-    if kind == "gate_health":
-        return topics.gate_health(str(key))
-    if kind == "coordinator_status":
-        return topics.coordinator_status()
-    raise ValueError(f"cannot clear a retained {kind!r}")
-
-
 class Loop:
     """The loop and its executor (see the module docstring)."""
 
@@ -188,7 +114,7 @@ class Loop:
         self.mono = mono
         # One queue for everything: the brokers' raw messages (paho's network threads put them
         # here, so a message reaches the loop in one hop), the workers' answers, lock changes.
-        self.queue: Inbox = inbox if inbox is not None else queue.Queue()
+        self.queue: Inbox = inbox if inbox is not None else queue.SimpleQueue()
         self.ingest = ingest
         self.wake: float | None = None
         self.inflight: set[tuple[str, str]] = set()

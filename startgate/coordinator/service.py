@@ -34,8 +34,9 @@ from startgate.config import Config
 from startgate.coordinator.api import Pve
 from startgate.coordinator.busio import BusIn, BusOut
 from startgate.coordinator.lock import LeaderLock
-from startgate.coordinator.loop import Loop, LoopOptions, Prober, PveOps
+from startgate.coordinator.loop import Loop, LoopOptions
 from startgate.coordinator.metrics import Metrics
+from startgate.coordinator.ports import Prober, PveOps
 from startgate.coordinator.probes import GateProbe
 from startgate.coordinator.proxmox import client_from_config
 from startgate.coordinator.settings import settings_from_config

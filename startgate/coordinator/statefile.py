@@ -81,6 +81,7 @@ class StateWriter:
         self._clock = clock
         self._cond = threading.Condition()
         self._pending: State | None = None
+        self._idle = False  # the writer waits for work (not out its interval): a submit must wake it
         self._busy = False
         self._stop = False
         self.writes = 0
@@ -96,7 +97,10 @@ class StateWriter:
         """Ask for `state` to be written (replaces any state not yet written)."""
         with self._cond:
             self._pending = state
-            self._cond.notify()
+            # The loop submits after every step; waking a writer that must wait out its interval
+            # anyway would cost a thread switch per step. It takes the newest state when it wakes.
+            if self._idle:
+                self._cond.notify()
 
     def _write(self, state: State) -> None:
         try:
@@ -111,7 +115,9 @@ class StateWriter:
         while True:
             with self._cond:
                 while self._pending is None and not self._stop:
+                    self._idle = True
                     self._cond.wait()
+                    self._idle = False
                 if self._pending is None:
                     return
                 wait = last + self.min_interval_s - self._clock()

@@ -14,21 +14,27 @@ from startgate.bus.messages import Cleared, GuestEvent, HeldStart, NodeEvent, No
 from startgate.bus.topics import HELD, TICKET
 from startgate.core import lifecycle, release
 from startgate.core.actions import ClearRetained, Reconcile
+from startgate.core.evolve import evolve
 from startgate.core.model import GuestInfo, GuestType, HeldEntry, NodeInfo, State, TicketRec, Tombstone
 from startgate.core.out import Out
 
 
-def _guest(state: State, vmid: int, node: str, type_: GuestType) -> GuestInfo:
+def _guest(state: State, vmid: int, node: str, type_: GuestType, **changes: object) -> GuestInfo:
+    """What is known of guest `vmid`, with `node`, `type_` and `changes` (one copy at most)."""
     g = state.guests.get(vmid)
     if g is None:
-        return GuestInfo(vmid=vmid, node=node, type=type_)
-    return dataclasses.replace(g, node=node, type=type_)
+        return GuestInfo(vmid=vmid, node=node, type=type_, **changes)  # type: ignore[arg-type]
+    changes["node"], changes["type"] = node, type_
+    # A hook repeats what we know with every event: most events change nothing.
+    if all(getattr(g, k) == v for k, v in changes.items()):
+        return g
+    return evolve(g, **changes)
 
 
 def _set_guest(state: State, g: GuestInfo) -> State:
     if state.guests.get(g.vmid) == g:
         return state
-    return dataclasses.replace(state, guests=state.guests.set(g.vmid, g))
+    return evolve(state, guests=state.guests.set(g.vmid, g))
 
 
 def hook_hold(
@@ -98,14 +104,14 @@ def hook_hold(
 def on_guest_event(state: State, ev: GuestEvent, out: Out) -> State:
     """A hook's lifecycle event: hold, allow, started, stopped."""
     now = out.now
-    g = _guest(state, ev.vmid, ev.node, ev.type)
+    known: dict[str, object] = {}
     if ev.gates:
-        g = dataclasses.replace(g, gates=tuple(ev.gates))
+        known["gates"] = tuple(ev.gates)
     if ev.ha is not None:
-        g = dataclasses.replace(g, ha_managed=ev.ha)
+        known["ha_managed"] = ev.ha
     e = state.held.get(ev.vmid)
     if ev.phase == "pre-start" and ev.decision == "hold":
-        state = _set_guest(state, dataclasses.replace(g, status="stopped"))
+        state = _set_guest(state, _guest(state, ev.vmid, ev.node, ev.type, status="stopped", **known))
         return hook_hold(
             state,
             out,
@@ -117,6 +123,7 @@ def on_guest_event(state: State, ev: GuestEvent, out: Out) -> State:
             reason=ev.reason,
             time=ev.time,
         )
+    g = _guest(state, ev.vmid, ev.node, ev.type, **known)
     if ev.phase == "pre-start":  # allowed: someone is starting it (maybe with our ticket)
         state = lifecycle.consume_ticket(_set_guest(state, g), ev.vmid, out)
         if e is not None and e.state != "releasing":

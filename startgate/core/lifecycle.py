@@ -16,6 +16,7 @@ from typing import Any, Final, Literal
 from startgate.bus.messages import HeldStart
 from startgate.bus.topics import HELD, TICKET
 from startgate.core.actions import ClearRetained, ObserveGuest, Publish
+from startgate.core.evolve import evolve
 from startgate.core.model import EntryState, GuestInfo, HeldEntry, NodePacing, State, Tombstone, order_key
 from startgate.core.out import Out
 from startgate.core.pmap import PMap
@@ -114,7 +115,7 @@ def store(state: State, vmid: int, new: HeldEntry | None) -> State:
                 inflight.pop(old.node, None)
         if new is not None and now:
             inflight[new.node] = inflight.get(new.node, frozenset()) | {vmid}
-    return dataclasses.replace(state, held=held, order_index=index, inflight=inflight)
+    return evolve(state, held=held, order_index=index, inflight=inflight)
 
 
 def with_entries(state: State, entries: Iterable[HeldEntry]) -> State:
@@ -139,7 +140,7 @@ def move(state: State, entry: HeldEntry, trigger: Trigger, out: Out, **changes: 
     to = target(entry, trigger)
     if to == CLEARED:
         raise TransitionError(f"held start {entry.vmid}: use clear() for {trigger}")
-    new = dataclasses.replace(entry, state=to, **changes)
+    new = evolve(entry, state=to, **changes)
     if new == entry:
         return state
     out.changed.add(entry.vmid)  # the release pass also looks at its node if it became a candidate

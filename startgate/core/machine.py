@@ -47,6 +47,7 @@ from startgate.core.events import (
     TaskResult,
     Tick,
 )
+from startgate.core.evolve import evolve
 from startgate.core.model import State, Timers
 from startgate.core.out import Out
 
@@ -214,10 +215,10 @@ def step(state: State, event: Event, now: float) -> tuple[State, tuple[Action, .
     state = release.release_pass(state, out)
     lifecycle.publish_changes(state, out)
     if out.changed and not state.timers.status_dirty:
-        state = dataclasses.replace(state, timers=dataclasses.replace(state.timers, status_dirty=True))
+        state = evolve(state, timers=evolve(state.timers, status_dirty=True))
     if _durable_changed(before, state) and not isinstance(event, Shutdown):
         out.add(Persist())
-    return dataclasses.replace(state, seq=out.seq), out.finish()
+    return evolve(state, seq=out.seq), out.finish()
 
 
 def _durable_changed(a: State, b: State) -> bool:

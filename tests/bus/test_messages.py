@@ -108,3 +108,32 @@ def test_decode_raises_only_message_error_on_arbitrary_objects(obj: dict[str, ob
     """No JSON object makes decode raise anything but MessageError."""
     with contextlib.suppress(MessageError):
         m.decode(TOPICS, TOPICS.held(101), json.dumps(obj).encode())
+
+
+def test_a_payload_without_a_version_is_refused_although_the_model_has_a_default() -> None:
+    """`v` must be on the wire: the one-pass validation's default of 1 does not let it through."""
+    raw = json.loads((GOLDEN / "held.json").read_text())
+    del raw["v"]
+    with pytest.raises(MessageError, match="schema version"):
+        m.decode(TOPICS, TOPICS.held(101), json.dumps(raw).encode())
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16", "utf-32"])
+def test_payloads_only_json_loads_takes_still_decode(encoding: str) -> None:
+    """A BOM or UTF-16/32, refused by the one-pass parser, decode as before, to the same message."""
+    text = (GOLDEN / "guest_event.json").read_text()
+    plain = m.decode(TOPICS, TOPIC_OF["guest_event"], text.encode())
+    assert m.decode(TOPICS, TOPIC_OF["guest_event"], text.encode(encoding)) == plain
+
+
+_VALUES = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8)
+
+
+@given(st.dictionaries(st.sampled_from(["v", "time", "vmid", "node", "phase", "gates", "ha", "x"]), _VALUES))
+def test_the_one_pass_decode_agrees_with_the_step_by_step_one(changes: dict[str, object]) -> None:
+    """Whatever the one-pass validation accepts, the step-by-step decode accepts as the same message."""
+    raw = json.loads((GOLDEN / "guest_event.json").read_text()) | changes
+    payload = json.dumps(raw).encode()
+    fast = m._fast(m.GuestEvent, payload)
+    if fast is not None:
+        assert m._checked(m.GuestEvent, "t", payload) == fast

@@ -88,3 +88,16 @@ def test_parse_never_raises_anything_but_topic_error(topic: str) -> None:
     """Arbitrary text either parses or raises TopicError."""
     with contextlib.suppress(TopicError):
         TOPICS.parse(f"startgate/pve1/{topic}")
+
+
+def test_parsed_topics_are_remembered_within_a_bound_and_refusals_are_not() -> None:
+    """A topic parses to the same ref again; made-up topics cannot grow the memory past its bound."""
+    topics = t.Topics("startgate", "pve1")
+    assert topics.parse(topics.held(101)) == t.TopicRef(t.HELD, 101)
+    assert topics.parse(topics.held(101)) == t.TopicRef(t.HELD, 101)
+    for _ in range(2):
+        with pytest.raises(TopicError):
+            topics.parse("startgate/pve1/held/x")
+    for vmid in range(100, 100 + t._PARSED_MAX + 10):
+        assert topics.parse(topics.guest_event(vmid)).key == vmid
+    assert len(topics._parsed) <= t._PARSED_MAX

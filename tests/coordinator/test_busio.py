@@ -53,8 +53,10 @@ class Link:
         self.got.append(topic)
 
     def publish_batch(self, items: Sequence[tuple[str, bytes, bool]], *, timeout: float = 5.0) -> None:
-        for topic, payload, retain in items:
-            self.publish(topic, payload, retain=retain, timeout=timeout)
+        if not self.connected:
+            raise BrokerUnavailableError("down")
+        threading.Event().wait(self.delay)  # one round trip for the whole batch, as pipelined
+        self.got.extend(topic for topic, _payload, _retain in items)
 
 
 def test_busout_keeps_order_per_broker_and_skips_a_down_one() -> None:
@@ -94,4 +96,20 @@ def test_busout_coalesces_retained_updates_of_one_topic() -> None:
     assert out.wait(out.last_seq, 10.0)
     assert slow.got.count("held/101") == 1
     assert [t for t in slow.got if t.startswith("reply/")] == [f"reply/{i}" for i in range(10)]
+    out.close()
+
+
+def test_busout_coalesces_a_backlog_longer_than_one_round_trip() -> None:
+    """A backlog of many batches is coalesced as a whole, and what is left is published in order."""
+    slow = Link("mqtt://slow", delay=0.2)
+    out = BusOut([slow]).start()
+    out.send("first", b"x", retain=False)  # keeps the thread busy while the backlog queues up
+    for i in range(300):
+        out.send(f"held/{100 + i % 2}", str(i).encode(), retain=True)
+        out.send(f"reply/{i}", b"r", retain=False)
+    assert out.wait(out.last_seq, 10.0)
+    assert slow.got.count("held/100") == 1
+    assert slow.got.count("held/101") == 1
+    assert [t for t in slow.got if t.startswith("reply/")] == [f"reply/{i}" for i in range(300)]
+    assert slow.got[-4:] == ["held/100", "reply/298", "held/101", "reply/299"]  # where last queued
     out.close()

@@ -53,3 +53,28 @@ def test_the_writer_coalesces_a_burst(tmp_path: Path) -> None:
     back = f.load(SETTINGS, "y")
     assert back is not None
     assert len(back.held) == 50
+
+
+def test_the_writer_writes_the_newest_state_when_its_interval_is_over(tmp_path: Path) -> None:
+    """Submissions during the interval after a write are not lost: the newest is written when it ends."""
+    f = StateFile(tmp_path)
+    w = StateWriter(f, min_interval_s=0.2).start()
+    w.submit(_state(1))
+    pause = threading.Event()
+    for _ in range(100):  # until the first write is done
+        if w.writes:
+            break
+        pause.wait(0.01)
+    for n in range(2, 6):
+        w.submit(_state(n))
+    for _ in range(100):
+        if w.writes >= 2:
+            break
+        pause.wait(0.01)
+    try:
+        assert w.writes == 2
+        back = f.load(SETTINGS, "y")
+        assert back is not None
+        assert len(back.held) == 5
+    finally:
+        w.close()

@@ -6,7 +6,17 @@ from startgate.bus.messages import Cleared, HeldStart, NodeEvent, NodeStatus, Ti
 from startgate.bus.topics import HELD, TICKET, TopicRef
 from startgate.core.actions import ClearRetained, Reconcile, StartGuest
 from startgate.core.events import StartResult
-from tests.core.helpers import T0, Run, guest_event, held_record, observed, of, published, settings
+from tests.core.helpers import (
+    T0,
+    Run,
+    guest_event,
+    held_record,
+    hold_event,
+    observed,
+    of,
+    published,
+    settings,
+)
 
 
 def test_a_hook_refusal_creates_one_entry_and_publishes_its_record() -> None:
@@ -153,3 +163,17 @@ def test_stop_events_record_when_the_guest_last_ran() -> None:
     run.send(guest_event(101, "post-stop", time=T0 + 3))
     g = run.state.guests[101]
     assert (g.status, g.last_ran) == ("stopped", T0 + 3)
+
+
+def test_a_hook_event_updates_what_is_known_of_the_guest_and_a_repeat_changes_nothing() -> None:
+    """Node, gates and HA flag of a hook event land on the guest; the same event again keeps it as is."""
+    run = Run()
+    run.send(observed(101, node="pve1", status="running", gates=("linstor",)))
+    run.send(hold_event(101, "pve2", run.now, gates=("linstor", "ceph"), ha=True), after=1.0)
+    g = run.state.guests[101]
+    assert (g.node, g.gates, g.ha_managed, g.status) == ("pve2", ("linstor", "ceph"), True, "stopped")
+    run.send(hold_event(101, "pve2", run.now, gates=("linstor", "ceph"), ha=True), after=1.0)
+    assert run.state.guests[101] is g
+    run.send(guest_event(101, "post-stop", node="pve3", time=run.now, gates=["linstor"]))
+    g = run.state.guests[101]
+    assert (g.node, g.gates, g.ha_managed, g.status) == ("pve3", ("linstor",), True, "stopped")

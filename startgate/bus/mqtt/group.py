@@ -56,7 +56,7 @@ class SubscriberGroup:
     ) -> None:
         if not brokers:
             raise ValueError("SubscriberGroup needs at least one broker URL")
-        self.inbox: queue.Queue[Inbound] = queue.Queue()
+        self.inbox: queue.SimpleQueue[Inbound] = queue.SimpleQueue()
         self.counters = counters if counters is not None else Counters()
         self.subscribers = tuple(
             Subscriber(
