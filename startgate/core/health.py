@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 from startgate.bus.messages import GateHealth
+from startgate.core import lifecycle
 from startgate.core.actions import ProbeGate, Publish
 from startgate.core.events import ProbeResult
 from startgate.core.model import GateSpec, GateState, State
@@ -84,8 +85,28 @@ def on_probe_result(state: State, ev: ProbeResult, out: Out) -> State:
         if new.healthy != old.healthy:
             word = "healthy" if new.healthy else "unhealthy"
             out.log("info" if new.healthy else "warning", f"gate {ev.gate}: {word} ({new.detail})")
+        if new.healthy and not old.healthy:
+            state = _retry_failed(state, ev.gate, out)
         if state.leader:
             out.add(Publish(health_message(state, ev.gate, out.event_id()), retain=True))
+    return state
+
+
+def _retry_failed(state: State, gate: str, out: Out) -> State:
+    """Starts given up while `gate` flapped get fresh retries now that it is healthy again.
+
+    A flapping controller (or an API that timed out meanwhile) uses up `start_retries` in
+    failures that were the gate's, not the guest's; without this they would wait for an admin.
+    A guest that fails for its own reasons fails again, at most once per recovery of its gate.
+    """
+    for e in list(state.held.values()):
+        if e.state == "failed" and gate in e.gates:
+            out.log(
+                "info", f"guest {e.vmid}: gate {gate} is healthy again; its given-up start gets new tries"
+            )
+            state = lifecycle.move(
+                state, e, "gate-healthy", out, tries=0, retry_at=0.0, needs_check=True, check_after=out.now
+            )
     return state
 
 

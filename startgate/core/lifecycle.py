@@ -35,6 +35,7 @@ Trigger = Literal[
     "command",
     "started",
     "dropped",
+    "gate-healthy",
 ]
 
 _ALL: tuple[EntryState, ...] = ("held", "releasing", "failed")
@@ -55,6 +56,7 @@ def _table() -> Mapping[tuple[EntryState, Trigger], Target]:
         ("failed", "refused"): "held",  # someone tried again: so do we, with fresh retries
         ("held", "command"): "held",  # release (now / --force)
         ("failed", "command"): "held",
+        ("failed", "gate-healthy"): "held",  # its gate failed and came back: the failures were likely its
         ("releasing", "command"): "releasing",
     }
     for s in _ALL:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 from startgate.sim import scenario as scn
 
@@ -26,15 +26,7 @@ FaultKind = Literal[
     "api_timeout",
     "node_never_returns",
 ]
-FAULT_KINDS: tuple[FaultKind, ...] = (
-    "broker_restart",
-    "coordinator_sigkill",
-    "leader_node_lost",
-    "controller_flapping",
-    "api_5xx",
-    "api_timeout",
-    "node_never_returns",
-)
+FAULT_KINDS: tuple[FaultKind, ...] = get_args(FaultKind)
 # Each takes a node away; two of three gone is no quorum, and then nothing may start at all.
 _NODE_LOSSES = frozenset({"leader_node_lost", "node_never_returns"})
 Action = Literal["coordinator_sigkill", "leader_node_lost"]
@@ -122,7 +114,7 @@ def plan_round(
 
 
 Rule = Literal["should_run", "gated", "twice", "held_left", "exited", "not_done"]
-RULES: tuple[Rule, ...] = ("should_run", "gated", "twice", "held_left", "exited", "not_done")
+RULES: tuple[Rule, ...] = get_args(Rule)
 
 
 @dataclass(frozen=True)

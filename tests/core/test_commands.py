@@ -41,9 +41,8 @@ def setup(healthy: bool = False, failed: bool = False) -> Run:
         run.healthy()
         run.send(StartResult(vmid=101, error="boom", status=500))
         run.send(StartResult(vmid=102, error="boom", status=500))
-        run.unhealthy()
-        if healthy:
-            run.healthy()
+        if not healthy:
+            run.unhealthy()
     elif healthy:
         run.healthy()
     return run

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from startgate.bus.messages import GateHealth
-from startgate.core.actions import ProbeGate
-from startgate.core.events import ProbeResult, Tick
+from startgate.core.actions import ProbeGate, StartGuest
+from startgate.core.events import ProbeResult, StartResult, Tick
 from startgate.core.health import observe
 from startgate.core.model import GateSpec, GateState
-from tests.core.helpers import Run, of, published, settings
+from tests.core.helpers import Run, observed, of, published, settings
 
 SPEC = GateSpec("linstor", healthy_after=3)
 
@@ -130,3 +130,17 @@ def test_a_result_for_an_unknown_gate_is_logged_and_ignored() -> None:
     before = run.state.gates
     run.send(ProbeResult(gate="nope", ok=True))
     assert run.state.gates == before
+
+
+def test_starts_given_up_while_the_gate_flapped_get_new_tries_when_it_recovers() -> None:
+    """A failed entry is held again with fresh retries once its gate recovers, and goes after a look."""
+    run = Run(settings(start_retries=0))
+    run.hold(101)
+    run.healthy()
+    run.send(StartResult(vmid=101, error="activation failed: controller unreachable", status=500))
+    assert run.entry(101).state == "failed"
+    run.unhealthy()
+    run.healthy()
+    e = run.entry(101)
+    assert (e.state, e.tries, e.needs_check) == ("held", 0, True)
+    assert of(run.send(observed(101), after=1.0), StartGuest) == [StartGuest(101, "pve1", "qemu")]
