@@ -14,58 +14,16 @@ from startgate.bus import messages
 from startgate.sim import scenario as scn
 from startgate.sim.cluster import SimCluster
 from startgate.sim.runner import MODE_ON, SimResult, run_outage
+from startgate.sim.soak import base_scenario
 from startgate.sim.startgate_side import StartgateSide
 
 COORDINATOR = "api:startgate@pve!coordinator"
 
-THREE: dict[str, Any] = {
-    "name": "three",
-    "cluster": "c3",
-    "quiet_s": 150.0,
-    "duration_s": 900.0,
-    "fence_after_s": 30.0,
-    "nodes": [
-        {"name": "pve1", "boot_s": 5.0},
-        {"name": "pve2", "boot_s": 25.0},
-        {"name": "pve3", "boot_s": 30.0},
-    ],
-    "storages": [
-        {"id": "local", "type": "dir", "path": "/var/lib/vz", "content": ["snippets"]},
-        {"id": "local-lvm", "type": "lvmthin", "content": ["images", "rootdir"]},
-        {
-            "id": "drbdstorage",
-            "type": "drbd",
-            "content": ["images", "rootdir"],
-            "controller_gates": ["linstor"],
-            "keep_res": ["vm-100-disk-1"],
-        },
-    ],
-    "gates": [
-        {
-            "name": "linstor",
-            "vmid": 100,
-            "storages": ["drbdstorage"],
-            "boot_s": 30.0,
-            "satellite_s": 5.0,
-            "connect_s": 5.0,
-        }
-    ],
-    "guests": [
-        {"vmid": 100, "node": "pve2", "disks": ["drbdstorage:vm-100-disk-1"], "ha": True},
-        {"vmid": 101, "node": "pve1", "disks": ["drbdstorage"], "onboot": True, "startup": "order=1,up=10"},
-        {"vmid": 102, "node": "pve1", "disks": ["drbdstorage"], "onboot": True, "startup": "order=2"},
-        {"vmid": 103, "node": "pve2", "disks": ["drbdstorage"], "onboot": True},
-        {"vmid": 104, "node": "pve3", "disks": ["drbdstorage"], "ha": True},
-        {"vmid": 105, "node": "pve3", "type": "lxc", "disks": ["drbdstorage"], "onboot": True},
-        {"vmid": 106, "node": "pve3", "disks": ["drbdstorage"], "onboot": True, "startup": "order=1,up=5"},
-        {"vmid": 107, "node": "pve3", "disks": ["drbdstorage"], "onboot": True, "startup": "order=2"},
-    ],
-}
-
 
 def three(**changes: Any) -> scn.Scenario:
-    """The three-node scenario (pve1 boots first, so its coordinator leads; the controller is on pve2)."""
-    return scn.Scenario.model_validate(THREE | changes)
+    """The soak cluster (pve1 boots first, so its coordinator leads; the controller is on pve2), as "c3"."""
+    base = base_scenario().model_dump(mode="json")
+    return scn.Scenario.model_validate(base | {"name": "three", "description": "", "cluster": "c3"} | changes)
 
 
 @dataclass
