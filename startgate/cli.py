@@ -9,6 +9,7 @@ them to the documented exit codes: 0 success, 1 "not OK", 2 bad usage or config.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -64,7 +65,10 @@ def root(
 ) -> None:
     """Root options shared by every command."""
     level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    fmt = "%(levelname)s %(name)s: %(message)s"
+    if os.environ.get("STARTGATE_LOG_TIMES"):  # journald stamps lines itself; a plain file does not
+        fmt = "%(asctime)s.%(msecs)03d " + fmt
+    logging.basicConfig(level=level, stream=sys.stderr, format=fmt, datefmt="%H:%M:%S")
     ctx.obj = config
 
 

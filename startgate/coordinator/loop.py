@@ -164,6 +164,8 @@ class Loop:
         self.inflight.discard(item.key)
         if item.task is not None:
             self._task_polled(item.key[1], item.task)
+        elif item.key[0] == "task":
+            self._poll_failed(item.key[1])
         for ev in item.events:
             self.feed(ev)
         if item.key == ("reconcile", "") and self.reconcile_again is not None:
@@ -328,10 +330,21 @@ class Loop:
         f.due = float("inf")  # until the poll answers
         self._submit(self._act, key, job)
 
+    def _poll_failed(self, upid: str) -> None:
+        # The task runs on whatever the API said; ask again, backing off while the API keeps failing
+        # (a follow left unscheduled would hold its node's start slot until release_timeout_s).
+        f = self.follows.get(upid)
+        if f is None:
+            return
+        f.errors += 1
+        o = self.options
+        f.due = self.mono() + min(o.poll_max_s, o.poll_min_s * 2**f.errors)
+
     def _task_polled(self, upid: str, status: TaskStatus) -> None:
         f = self.follows.get(upid)
         if f is None:
             return
+        f.errors = 0
         mono = self.mono()
         if not status.running:
             del self.follows[upid]

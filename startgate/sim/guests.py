@@ -123,6 +123,7 @@ class GuestOps:
             raise TaskError(f"{'VM' if guest.kind == 'qemu' else 'CT'} is locked ({locked})")
         if running:
             raise TaskError(f"{guest.label} already running")
+        began = self._unhealthy(guest)
         if guest.kind == "qemu":
             self.run_hook(task, guest, node, "pre-start")
             decided = self._unhealthy(guest)
@@ -131,6 +132,10 @@ class GuestOps:
             self._activate(task, guest, node, "volumes-before-hook" if hooked else "volumes")
             self.run_hook(task, guest, node, "pre-start")
             decided = self._unhealthy(guest)
+        # Judged at both ends of the start's decision: a gate that was healthy when the start began
+        # (its volumes came from a healthy controller, or the hook was right to let it through) and
+        # failed while the hook ran is a flap during a start, not a start before the gate was healthy.
+        decided = tuple(g for g in decided if g in began)
         if not c.clock.sleep(LAUNCH_S):
             raise StartFailedError("interrupted: simulated cluster closed", "launch")
         self._mark_running(guest, node, source, task, decided)
@@ -157,11 +162,11 @@ class GuestOps:
         )
 
     def _unhealthy(self, guest: Guest) -> tuple[str, ...]:
-        """The member gates unhealthy at the moment the start went past its pre-start hook.
+        """The member gates unhealthy right now (when the start begins, and when it went past pre-start).
 
-        That moment is the start's decision; the `gated` property is judged there. A gate that
-        fails during the launch that follows does not make it a start before the gate was healthy
-        (on a real node the volumes are active by then and the guest runs on).
+        Those two moments bound the start's decision; the `gated` property is judged on them. A gate
+        that fails during the launch that follows does not make it a start before the gate was
+        healthy (on a real node the volumes are active by then and the guest runs on).
         """
         with self._c.lock:
             return self._c.unhealthy_gates(guest)

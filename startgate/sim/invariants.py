@@ -4,8 +4,10 @@
    (onboot, or HA-managed with requested state `started`), it has a node to run on (its own node is
    up, or for HA any node is), and every gate it belongs to is healthy at the end.
 2. `gated`: no guest started while a gate it belongs to was unhealthy (each `guest_running` event
-   carries the member gates that were unhealthy when its start went past the pre-start hook: the
-   start's decision; a gate that fails during the launch after it does not count).
+   carries the member gates that were unhealthy both when its start began and when it went past
+   the pre-start hook: the start's decision; a gate that fails during the launch after it, or while
+   a start begun on a healthy gate runs its hook, does not count: that is a flap, and the hook can
+   only know the health its last probe saw).
 3. `twice`: no guest was started twice, i.e. never two `guest_running` events without a
    `guest_stopped` between them.
 The inputs are the event log and the final per-guest outcome; the printing code only reads the result.

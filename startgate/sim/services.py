@@ -96,7 +96,12 @@ class NodeFiles:
 
     def env(self) -> dict[str, str]:
         """What tells startgate's processes on this node where their files are."""
-        return {"STARTGATE_CONFIG": str(self.config), "STARTGATE_CACHE_DIR": str(self.cache)}
+        # Journald stamps each line on a real node; these logs are plain files, so startgate does.
+        return {
+            "STARTGATE_CONFIG": str(self.config),
+            "STARTGATE_CACHE_DIR": str(self.cache),
+            "STARTGATE_LOG_TIMES": "1",
+        }
 
     def new_boot(self) -> str:
         """Write a fresh boot id (the node just powered on) and return it."""

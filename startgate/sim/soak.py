@@ -26,6 +26,7 @@ from pathlib import Path
 
 from startgate.bus import messages
 from startgate.bus.topics import Topics
+from startgate.sim import report
 from startgate.sim import scenario as scn
 from startgate.sim.bustap import retained_now
 from startgate.sim.cluster import SimCluster
@@ -63,8 +64,8 @@ class _Round:
     def __init__(self, plan: RoundPlan, scale: float, keep: Path | None) -> None:
         self.plan = plan
         self.side = StartgateSide(broker_autosave_s=BROKER_AUTOSAVE_S)
-        workdir = keep / f"round-{plan.number}" if keep is not None else None
-        self.sim = SimCluster.from_scenario(plan.scenario, scale=scale, workdir=workdir)
+        self.keep = keep / f"round-{plan.number}" if keep is not None else None
+        self.sim = SimCluster.from_scenario(plan.scenario, scale=scale, workdir=self.keep)
         self.result: list[SimResult] = []
         self.done = threading.Event()
         self.rss_peak = 0
@@ -141,6 +142,9 @@ class _Round:
                 for t in helpers:
                     t.start()
                 result = run_outage(self.sim, startgate=MODE_ON)
+                if self.keep is not None:
+                    # What the sim saw, next to the services' logs: a violation can be replayed in full.
+                    report.write_json(result, self.keep / "sim.json")
                 held_left = self._held_left(result)
                 self.done.set()
                 for t in helpers:

@@ -97,7 +97,10 @@ class Timing:
     observe_interval_s: float = 0.3
     release_timeout_s: float = 30.0
     ha_stuck_s: float = 10.0
-    stop_grace_s: float = 3.0
+    api_timeout_s: float = 5.0
+    # Longer than an API call may take, as systemd's TimeoutStopSec (90 s) is longer than the
+    # product's API timeout (10 s): a coordinator stopping mid-call finishes the call, then exits.
+    stop_grace_s: float = 6.0
 
 
 def command_exists(name: str) -> bool:
@@ -269,7 +272,7 @@ class StartgateSide:
                 "token_secret_file": str(files.token),
                 "verify_tls": str(sim.ca_file) if sim.ca_file else False,
                 "config_dir": str(sim.config_dir),
-                "timeout_s": 5.0,
+                "timeout_s": t.api_timeout_s,
             },
             "gates": gates,
             "hook": {

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+from startgate.sim.cluster import SimCluster
 from startgate.sim.events import SimEvent
+from startgate.sim.hooks import HookResult, InProcessHookRunner
 from startgate.sim.invariants import Outcome, check
 from startgate.sim.runner import run_outage
-from tests.sim.conftest import SimFactory, scenario
+from tests.sim.conftest import Api, SimFactory, scenario, write_hook
 
 
 def _outcome(vmid: int, *, running: bool, wanted: bool = True, healthy: bool = True) -> Outcome:
@@ -88,3 +92,42 @@ def test_a_member_started_past_an_unhealthy_gate_is_flagged(make_sim: SimFactory
     assert [v.vmid for v in result.invariants.by_rule("gated")] == [101]
     running = next(e for e in result.events if e.kind == "guest_running" and e.vmid == 101)
     assert running.unhealthy_gates == ("linstor",)
+
+
+def _tag_member_started_by_hand(make_sim: SimFactory, *, down_before: bool) -> SimEvent:
+    """Start tag member 101 (local disk) once VM 100's controller is healthy; its hook allows and,
+    unless `down_before`, takes the controller down while it runs; with it, the controller is down first."""
+    s = scenario(
+        gates=[{"name": "linstor", "vmid": 100, "tags": ["needs-linstor"], "boot_s": 5.0}],
+        extra_guests=[{"vmid": 101, "node": "pve2", "disks": ["local-lvm"], "tags": ["needs-linstor"]}],
+    )
+    holder: dict[str, SimCluster] = {}
+
+    def allow(vmid: int, phase: str, env: Mapping[str, str]) -> HookResult:
+        if phase == "pre-start":
+            holder["sim"].controller_never_healthy("linstor")
+            holder["sim"].clock.sleep(2.0)  # the monitor's tick; /health is 500 now either way
+        return HookResult(0, ())
+
+    sim = make_sim(s, hook_runner=InProcessHookRunner(allow))
+    holder["sim"] = sim
+    sim.set_hookscript(101, write_hook(sim, "exit 0"))
+    sim.boot_all()
+    api = Api(sim)
+    assert sim.clock.wait_for(lambda: all(n.startall_done for n in sim.nodes.values()), 120)
+    api.wait_task("pve1", api.data("POST", "/nodes/pve1/qemu/100/status/start"))
+    assert sim.clock.wait_for(lambda: not sim.unhealthy_gates(sim.guests[101]), 120)
+    if down_before:
+        sim.controller_never_healthy("linstor")
+    api.wait_task("pve2", api.data("POST", "/nodes/pve2/qemu/101/status/start"))
+    return next(e for e in sim.events.snapshot() if e.kind == "guest_running" and e.vmid == 101)
+
+
+def test_a_gate_that_fails_while_a_start_runs_its_hook_is_a_flap_not_gated(make_sim: SimFactory) -> None:
+    """A start begun on a healthy gate whose controller fails during the hook carries no unhealthy gate."""
+    assert _tag_member_started_by_hand(make_sim, down_before=False).unhealthy_gates == ()
+
+
+def test_a_start_begun_and_let_through_on_a_failed_gate_is_gated(make_sim: SimFactory) -> None:
+    """A hook that lets a start through while the gate was down since before it began is flagged."""
+    assert _tag_member_started_by_hand(make_sim, down_before=True).unhealthy_gates == ("linstor",)

@@ -35,6 +35,8 @@ def test_health_is_500_while_loading_then_200(make_sim: SimFactory) -> None:
     assert r.text.startswith("Services not running: ")
     assert sim.clock.wait_for(lambda: requests.get(url + "/health", timeout=2).status_code == 200, 60)
     assert requests.get(url + "/health", timeout=2).text == ""
+    # The monitor records the change on its next tick, which may come after the first 200.
+    assert sim.clock.wait_for(lambda: bool(sim.events.of_kind("gate_healthy")), 10)
     assert [e.detail for e in sim.events.of_kind("gate_healthy")] == ["linstor"]
 
 
