@@ -150,12 +150,25 @@ def _stale(state: State, msg: HeldStart) -> bool:
     return g is not None and g.status == "running" and (g.last_ran or 0.0) >= msg.last_held
 
 
+def _remember_ended(state: State, msg: HeldStart) -> State:
+    if msg.vmid in state.tombstones:
+        return state
+    g = state.guests.get(msg.vmid)
+    # The guest's run, not now: a hold made after it ran must not look stale.
+    at = max(msg.last_held, g.last_ran or 0.0) if g is not None else msg.last_held
+    return dataclasses.replace(state, tombstones=state.tombstones.set(msg.vmid, Tombstone(at=at)))
+
+
 def on_held_start(state: State, msg: HeldStart, out: Out) -> State:
     """A `held/<vmid>` record: a hook's refusal, or a coordinator's (ours echoed, or a former leader's)."""
     known = msg.vmid in state.held
     if _stale(state, msg):
-        if state.leader and not known:
-            out.add(ClearRetained(HELD, msg.vmid))  # a broker that was down still had it
+        if not known:
+            if state.leader:
+                out.add(ClearRetained(HELD, msg.vmid))  # a broker that was down still had it
+            # Remembered as ended, so it is cleared (again) when we lead or the broker comes back:
+            # a follower restarted after the leader died mid-release is the one left to clear it.
+            state = _remember_ended(state, msg)
         return state
     if msg.source == "hook":
         return hook_hold(

@@ -6,7 +6,7 @@ from startgate.bus.messages import CoordinatorStatus, GateHealth, HeldStart, Nod
 from startgate.bus.topics import HELD
 from startgate.core.actions import ClearRetained, Notify, ObserveGuest, Persist, Reconcile, StartGuest
 from startgate.core.events import BusConnected, LockAcquired, LockLost, Shutdown, StartResult, Tick
-from tests.core.helpers import Run, guest_event, observed, of, published, settings
+from tests.core.helpers import Run, guest_event, held_record, observed, of, published, settings
 
 
 def test_a_follower_probes_and_records_but_never_acts() -> None:
@@ -101,6 +101,17 @@ def test_a_new_leader_clears_the_records_of_starts_that_ended_while_it_followed(
     actions = run.send(LockAcquired(), after=1.0)
     assert of(actions, ClearRetained) == [ClearRetained(HELD, 101)]
     assert [m.vmid for m in published(actions, HeldStart)] == [102]
+
+
+def test_a_new_leader_clears_a_stale_record_it_first_saw_as_a_follower() -> None:
+    """A follower hears a guest ran, then gets the dead leader's record of it: cleared when it leads."""
+    run = Run(leader=False)
+    run.send(guest_event(101, "post-start", time=run.now + 5.0), after=5.0)
+    stale = held_record(101, source="coordinator", state="releasing", reason="released", time=run.now - 10.0)
+    assert of(run.send(stale, after=0.5), ClearRetained) == []  # a follower clears nothing
+    assert 101 not in run.state.held
+    actions = run.send(LockAcquired(), after=1.0)
+    assert of(actions, ClearRetained) == [ClearRetained(HELD, 101)]
 
 
 def test_a_reconnected_broker_has_finished_records_cleared_again() -> None:
