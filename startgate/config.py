@@ -165,6 +165,9 @@ class Bus(_Model):
     protocol: Literal["auto", "5", "3.1.1"] = "auto"  # auto: MQTT v5, falling back to 3.1.1
     keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 30
     connect_timeout_s: PositiveSeconds = 2.0
+    # A lost link is retried after reconnect_min_s, doubling up to reconnect_max_s.
+    reconnect_min_s: PositiveSeconds = 1.0
+    reconnect_max_s: PositiveSeconds = 30.0
 
     @field_validator("brokers")
     @classmethod
@@ -196,6 +199,8 @@ class Bus(_Model):
             raise ValueError("tls_cert and tls_key go together")
         if self.password_file is not None and self.username is None:
             raise ValueError("password_file needs a username")
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise ValueError("reconnect_max_s is smaller than reconnect_min_s")
         return self
 
     def as_role(self, role: Literal["node", "coordinator", "admin"]) -> Bus:

@@ -83,6 +83,8 @@ class ClientSettings:
             tls_key=bus.tls_key,
             keepalive_s=bus.keepalive_s,
             connect_timeout_s=bus.connect_timeout_s,
+            reconnect_min_s=bus.reconnect_min_s,
+            reconnect_max_s=bus.reconnect_max_s,
         )
         return dataclasses.replace(base, **overrides) if overrides else base
 

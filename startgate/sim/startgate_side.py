@@ -88,6 +88,10 @@ class Timing:
     healthy_after: int = 3
     connect_timeout_s: float = 1.0
     keepalive_s: int = 5  # the config's minimum
+    # The product's 1 s .. 30 s backoff is 33 s .. 1000 s simulated at scale 0.03: longer than
+    # whole rounds. Scaled down with the rest, a restarted broker is found again as promptly.
+    reconnect_min_s: float = 0.05
+    reconnect_max_s: float = 0.5
     agent_poll_s: float = 0.1
     lock_timeout_s: float = 1.5
     heartbeat_s: float = 0.3
@@ -98,8 +102,8 @@ class Timing:
     release_timeout_s: float = 30.0
     ha_stuck_s: float = 10.0
     api_timeout_s: float = 5.0
-    # Longer than an API call may take, as systemd's TimeoutStopSec (90 s) is longer than the
-    # product's API timeout (10 s): a coordinator stopping mid-call finishes the call, then exits.
+    # Longer than an API call may take, as the coordinator unit's TimeoutStopSec (20 s) is longer
+    # than the product's API timeout (10 s): a coordinator stopping mid-call ends the call, then exits.
     stop_grace_s: float = 6.0
 
 
@@ -265,6 +269,8 @@ class StartgateSide:
                 "topic_prefix": self.topic_prefix,
                 "connect_timeout_s": t.connect_timeout_s,
                 "keepalive_s": t.keepalive_s,
+                "reconnect_min_s": t.reconnect_min_s,
+                "reconnect_max_s": t.reconnect_max_s,
             },
             "proxmox": {
                 "url": sim.api.base_url,

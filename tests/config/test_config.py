@@ -53,6 +53,16 @@ def test_a_minimal_config_gets_the_design_defaults() -> None:
     assert cfg.node_name
 
 
+def test_the_bus_reconnect_backoff_reaches_the_clients() -> None:
+    """`bus.reconnect_min_s`/`reconnect_max_s` (default 1 s, 30 s) are what the MQTT clients back off with."""
+    from startgate.bus.values import ClientSettings  # noqa: PLC0415 - only this test needs it
+
+    assert (ClientSettings.from_config(config.parse(MINIMAL).bus).reconnect_max_s) == 30.0
+    cfg = config.parse(MINIMAL + "[bus]\nreconnect_min_s = 0.5\nreconnect_max_s = 4\n")
+    settings = ClientSettings.from_config(cfg.bus)
+    assert (settings.reconnect_min_s, settings.reconnect_max_s) == (0.5, 4.0)
+
+
 def test_the_model_is_frozen() -> None:
     """A loaded config cannot be changed by accident."""
     cfg = config.parse(MINIMAL)
@@ -88,6 +98,8 @@ def test_the_model_is_frozen() -> None:
         (MINIMAL + "[bus]\nbrokers = []\n", "bus.brokers"),
         (MINIMAL + '[bus]\ntopic_prefix = "a/#"\n', "bus.topic_prefix"),
         (MINIMAL + '[bus]\npassword_file = "/x"\n', "password_file needs a username"),
+        (MINIMAL + "[bus]\nreconnect_min_s = 5\nreconnect_max_s = 2\n", "reconnect_max_s is smaller"),
+        (MINIMAL + "[bus]\nreconnect_max_s = 0\n", "bus.reconnect_max_s"),
         (MINIMAL + '[proxmox]\ntoken_id = "root"\n', "proxmox.token_id"),
         ("cluster = 1\n" + MINIMAL, "not valid TOML"),
         ("cluster = [", "not valid TOML"),

@@ -5,12 +5,17 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
 from startgate.bus.broker import MosquittoProcess
 from startgate.sim import scenario as scn
 from tests.coordinator.simrun import check, playing, three
 
 SCALE = 0.03
+
+
+def _maps(pid: int) -> str:
+    return Path(f"/proc/{pid}/maps").read_text(encoding="ascii")
 
 
 def test_sigkill_of_the_leader_mid_release(session_broker: MosquittoProcess) -> None:
@@ -22,6 +27,13 @@ def test_sigkill_of_the_leader_mid_release(session_broker: MosquittoProcess) -> 
         leader = run.leaders()[-1].node
         pid = services.running(leader, "coordinator")
         assert pid is not None
+        # Mid-release, the coordinator and agent map nothing writable and executable, nor libffi:
+        # MemoryDenyWriteExecute=yes in their units does not break them.
+        for p in (pid, services.running(leader, "agent")):
+            assert p is not None
+            maps = _maps(p)
+            assert not [ln for ln in maps.splitlines() if ln.split()[1].startswith("rwx")]
+            assert "libffi" not in maps
         os.kill(pid, signal.SIGKILL)
         time.sleep(0.3)
         services.on_power(leader, True)  # systemd's Restart=on-failure
