@@ -57,6 +57,9 @@ class ServiceOptions:
     settle_quiet_s: float = 0.3  # retained replay is over once nothing arrived for this long...
     settle_max_s: float = 3.0  # ...or after this
     drain_s: float = 3.0  # how long shutdown waits for publications to be acknowledged
+    # Message ids remembered to drop what several brokers (or QoS 1 redelivery) bring twice;
+    # about 150 bytes each, so the full window costs some 10 MiB.
+    dedupe_size: int = 65536
     loop: LoopOptions = dataclasses.field(default_factory=LoopOptions)
 
 
@@ -117,7 +120,13 @@ class Coordinator:
         wd = watchdog_interval()
         if wd is not None:
             loop_options = dataclasses.replace(loop_options, watchdog_s=min(wd, loop_options.watchdog_s))
-        self.bus_in = BusIn(None, self.topics, counters=self.group.counters, own_prefix=self.instance)
+        self.bus_in = BusIn(
+            None,
+            self.topics,
+            counters=self.group.counters,
+            dedupe_size=self.options.dedupe_size,
+            own_prefix=self.instance,
+        )
         self.loop = Loop(
             state,
             pve=self.pve,
