@@ -44,6 +44,9 @@ class FakePveApi:
                 self.wfile.write(data)
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        # A connection reset between select() and accept() would block a blocking accept, and
+        # serve_forever with it, for good (shutdown() then waits forever); non-blocking, it is skipped.
+        self._server.socket.setblocking(False)
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
 
     @property

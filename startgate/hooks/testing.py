@@ -39,6 +39,7 @@ class FakeLinstor:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
+        self.server.socket.setblocking(False)  # see startgate.doctor.testing: no accept() that hangs
         self.port: int = self.server.server_address[1]
         self.thread = threading.Thread(
             target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-linstor", daemon=True

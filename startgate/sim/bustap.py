@@ -88,8 +88,10 @@ class BusTap:
     """Subscribes to every startgate topic of one cluster and keeps what arrives (thread-safe copy)."""
 
     def __init__(self, broker: str, topics: Topics, client_id: str = "startgate-sim-tap") -> None:
+        # Back quicker than any startgate process after a broker restart (the tap's session is not
+        # persistent: what is published before it is back, a forwarded spool, it would not see).
         settings = ClientSettings(
-            keepalive_s=5, connect_timeout_s=1.0, reconnect_min_s=0.05, reconnect_max_s=0.5
+            keepalive_s=5, connect_timeout_s=1.0, reconnect_min_s=0.01, reconnect_max_s=0.05
         )
         self._sub = Subscriber(
             broker, settings, client_id=client_id, topics=[topics.everything], persistent=False
