@@ -16,6 +16,7 @@ from typing import Any
 
 from startgate import config as sg_config
 from startgate.coordinator.service import Coordinator, ServiceOptions
+from startgate.core.model import State
 from startgate.sim.cluster import SimCluster
 
 
@@ -108,6 +109,40 @@ class FakeNotifier:
     def stopping(self) -> None:
         """STOPPING=1."""
         self.events.append("STOPPING=1")
+
+
+class FakePublisher:
+    """A publisher that accepts everything at once and records the topics it was given."""
+
+    def __init__(self) -> None:
+        self.topics: list[str] = []
+
+    def send(
+        self,
+        topic: str,
+        payload: bytes,  # noqa: ARG002 - the Publisher protocol's signature; only the topic is kept
+        *,
+        retain: bool,  # noqa: ARG002 - as above
+        broker: str | None = None,  # noqa: ARG002 - as above
+    ) -> int:
+        """Record `topic`; the sequence number is the count so far."""
+        self.topics.append(topic)
+        return len(self.topics)
+
+    def wait(self, seq: int, timeout: float) -> bool:  # noqa: ARG002 - the Publisher protocol's signature
+        """Everything is acknowledged already."""
+        return True
+
+
+class FakePersister:
+    """A persister that keeps the last state it was given, in memory."""
+
+    def __init__(self) -> None:
+        self.state: State | None = None
+
+    def submit(self, state: State) -> None:
+        """Keep `state`."""
+        self.state = state
 
 
 class Running:

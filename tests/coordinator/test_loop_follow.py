@@ -11,7 +11,7 @@ from startgate.bus.topics import Topics
 from startgate.coordinator.api import TaskStatus
 from startgate.coordinator.loop import Loop, LoopOptions
 from startgate.coordinator.metrics import Metrics
-from startgate.coordinator.testing import FakeNotifier
+from startgate.coordinator.testing import FakeNotifier, FakePersister, FakePublisher
 from startgate.core.events import (
     Event,
     GuestMissing,
@@ -20,7 +20,7 @@ from startgate.core.events import (
     ProbeResult,
     Started,
 )
-from startgate.core.model import GateSpec, GuestType, Settings, State, initial_state
+from startgate.core.model import GateSpec, GuestType, Settings, initial_state
 from startgate.errors import ProxmoxError
 
 TOPICS = Topics("startgate", "pve1")
@@ -59,26 +59,6 @@ class FlakyTasks:
         return []
 
 
-class Sent:
-    """A publisher that accepts everything."""
-
-    def send(self, topic: str, payload: bytes, *, retain: bool, broker: str | None = None) -> int:
-        return 1
-
-    def wait(self, seq: int, timeout: float) -> bool:
-        return True
-
-
-class Kept:
-    """A persister that keeps the last state."""
-
-    def __init__(self) -> None:
-        self.state: State | None = None
-
-    def submit(self, state: State) -> None:
-        self.state = state
-
-
 def test_a_failed_task_status_read_is_retried_until_the_task_is_seen_to_end() -> None:
     """Three failed status reads of a released start's task are retried; its success clears the hold."""
     pve = FlakyTasks(failures=3)
@@ -87,10 +67,10 @@ def test_a_failed_task_status_read_is_retried_until_the_task_is_seen_to_end() ->
         initial_state(settings, "t"),
         pve=pve,
         probes={},
-        publisher=Sent(),
+        publisher=FakePublisher(),
         topics=TOPICS,
         notifier=FakeNotifier(),
-        persister=Kept(),
+        persister=FakePersister(),
         metrics=Metrics(),
         options=LoopOptions(poll_min_s=0.01, poll_max_s=0.05),
     )

@@ -11,9 +11,9 @@ from startgate.coordinator.api import TaskStatus
 from startgate.coordinator.busio import BusIn
 from startgate.coordinator.loop import Loop
 from startgate.coordinator.metrics import Metrics
-from startgate.coordinator.testing import FakeNotifier
+from startgate.coordinator.testing import FakeNotifier, FakePersister, FakePublisher
 from startgate.core.events import Event, GuestMissing, GuestObserved, LockAcquired, Started
-from startgate.core.model import GateSpec, GuestType, Settings, State, initial_state
+from startgate.core.model import GateSpec, GuestType, Settings, initial_state
 
 TOPICS = Topics("startgate", "pve1")
 
@@ -39,30 +39,6 @@ class NoPve:
         return []
 
 
-class Sent:
-    """A publisher that records what the loop publishes."""
-
-    def __init__(self) -> None:
-        self.topics: list[str] = []
-
-    def send(self, topic: str, payload: bytes, *, retain: bool, broker: str | None = None) -> int:
-        self.topics.append(topic)
-        return len(self.topics)
-
-    def wait(self, seq: int, timeout: float) -> bool:
-        return True
-
-
-class Kept:
-    """A persister that keeps the last state."""
-
-    def __init__(self) -> None:
-        self.state: State | None = None
-
-    def submit(self, state: State) -> None:
-        self.state = state
-
-
 def _hold(vmid: int, reason: str, time: float) -> Message:
     ev = GuestEvent(
         time=time, vmid=vmid, node="pve1", type="qemu", phase="pre-start", decision="hold", reason=reason,
@@ -82,7 +58,7 @@ def test_a_burst_is_handled_in_order_and_a_bad_message_in_it_is_dropped_and_coun
             stepped.append((event.vmid, event.reason))
         return event
 
-    sent = Sent()
+    sent = FakePublisher()
     loop = Loop(
         initial_state(Settings(node="pve1", gates=(GateSpec("linstor"),)), "t"),
         pve=NoPve(),
@@ -90,7 +66,7 @@ def test_a_burst_is_handled_in_order_and_a_bad_message_in_it_is_dropped_and_coun
         publisher=sent,
         topics=TOPICS,
         notifier=FakeNotifier(),
-        persister=Kept(),
+        persister=FakePersister(),
         metrics=Metrics(),
         ingest=ingest,
     )
