@@ -45,16 +45,19 @@ class Link:
         self.connected = connected
         self.delay = delay
         self.got: list[str] = []
+        self.busy = threading.Event()  # set once a publication is under way
 
     def publish(self, topic: str, payload: bytes, *, retain: bool = False, timeout: float = 5.0) -> None:
         if not self.connected:
             raise BrokerUnavailableError("down")
+        self.busy.set()
         threading.Event().wait(self.delay)
         self.got.append(topic)
 
     def publish_batch(self, items: Sequence[tuple[str, bytes, bool]], *, timeout: float = 5.0) -> None:
         if not self.connected:
             raise BrokerUnavailableError("down")
+        self.busy.set()
         threading.Event().wait(self.delay)  # one round trip for the whole batch, as pipelined
         self.got.extend(topic for topic, _payload, _retain in items)
 
@@ -104,6 +107,7 @@ def test_busout_coalesces_a_backlog_longer_than_one_round_trip() -> None:
     slow = Link("mqtt://slow", delay=0.2)
     out = BusOut([slow]).start()
     out.send("first", b"x", retain=False)  # keeps the thread busy while the backlog queues up
+    assert slow.busy.wait(5.0)  # taken alone, before the backlog below is queued
     for i in range(300):
         out.send(f"held/{100 + i % 2}", str(i).encode(), retain=True)
         out.send(f"reply/{i}", b"r", retain=False)
